@@ -1,0 +1,1 @@
+"""DistillBench: reproduce published dataset-distillation results under one protocol."""

@@ -1,0 +1,163 @@
+"""``python -m bench bench gm``: speed and memory of the distillation loop and the evaluation.
+
+For each ipc it measures, on real MNIST with the paper's per-iteration settings (256 real
+images per class, the reference's outer/inner loops):
+
+- outer iterations per second of gradient matching (median over the timed iterations);
+- evaluation epochs per second of training one ConvNet-3 on the ``10 * ipc`` synthetic images
+  with DC augmentation, and the seconds of one pass over the 10,000 test images;
+- peak memory: CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set
+  size (a high-water mark, so it can only grow from one case to the next).
+
+Results are printed and written as JSON to ``<out>/gm-<commit>.json`` to compare across commits.
+A speed goal belongs here, not in a timed unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+
+from bench.data import load_card, load_real
+from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
+from bench.provenance import git_commit, hardware, package_versions
+from bench.runner import pick_device
+from bench.synthetic import SyntheticSet
+from methods.gm import GMConfig, distill, loops_for
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _time_distillation(real, ipc: int, iterations: int, device) -> float:
+    """Median seconds per outer iteration of plain DC at the paper's settings."""
+    stamps = [time.perf_counter()]
+    config = GMConfig(iterations=iterations)
+    distill(
+        real,
+        ipc,
+        config,
+        seed=0,
+        device=device,
+        after_iteration=lambda *_: stamps.append(time.perf_counter()),
+    )
+    return statistics.median(b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True))
+
+
+def _time_evaluation(test, ipc: int, epochs: int, device) -> tuple[float, float]:
+    """(training epochs per second, seconds per test pass) for one ConvNet-3."""
+    card = test.card
+    images = torch.randn(
+        card.num_classes * ipc,
+        card.channels,
+        *card.image_size,
+        generator=torch.Generator().manual_seed(0),
+    )
+    synset = SyntheticSet(
+        images,
+        torch.arange(card.num_classes).repeat_interleave(ipc),
+        "bench",
+        card.name,
+        ipc,
+        0,
+        "",
+    )
+    protocol = replace(EvalProtocol(augmentation="dc"), epochs=epochs - 1)
+    start = time.perf_counter()
+    net = train_on_synthetic(
+        "ConvNet", synset, card.channels, card.num_classes, card.image_size, protocol, 0, device
+    )
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    test_accuracy(net, test, protocol.batch_test, device)
+    return epochs / train_s, time.perf_counter() - start
+
+
+def run_benchmark(
+    method: str,
+    data_root: Path,
+    out: Path,
+    device_name: str,
+    ipcs: tuple[int, ...] = (1, 10),
+    iterations: int = 3,
+    epochs: int = 20,
+) -> dict:
+    """Measure and report (see module docstring); returns the JSON-ready results."""
+    if method != "gm":
+        raise ValueError(f"no benchmark for method {method!r}")
+    device = pick_device(device_name)
+    card = load_card("mnist")
+    real = load_real(card, data_root, "train").to(device)
+    test = load_real(card, data_root, "test")
+    rows, results = [], []
+    for ipc in ipcs:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        seconds_per_it = _time_distillation(real, ipc, iterations, device)
+        epochs_per_s, test_s = _time_evaluation(test, ipc, epochs, device)
+        outer, inner = loops_for(ipc, GMConfig())
+        result = {
+            "ipc": ipc,
+            "loops": [outer, inner],
+            "outer_iterations_per_s": 1 / seconds_per_it,
+            "seconds_per_outer_iteration": seconds_per_it,
+            "eval_epochs_per_s": epochs_per_s,
+            "test_pass_s": test_s,
+            "peak_memory_mb": _peak_memory_mb(device),
+        }
+        results.append(result)
+        rows.append(
+            [
+                ipc,
+                f"{outer}/{inner}",
+                f"{seconds_per_it:.2f}",
+                f"{1 / seconds_per_it:.3f}",
+                f"{epochs_per_s:.1f}",
+                f"{test_s:.1f}",
+                f"{result['peak_memory_mb']:.0f}",
+            ]
+        )
+    report = {
+        "method": method,
+        "dataset": card.name,
+        "commit": git_commit(),
+        "hardware": hardware(device),
+        "versions": package_versions(),
+        "timed_outer_iterations": iterations,
+        "timed_eval_epochs": epochs,
+        "results": results,
+    }
+    print(
+        f"DC gradient matching on MNIST, paper settings (256 real images/class); {hardware(device)}"
+    )
+    print(
+        tabulate(
+            rows,
+            headers=[
+                "ipc",
+                "loops",
+                "s/outer it",
+                "outer it/s",
+                "eval epochs/s",
+                "test pass s",
+                "peak MB",
+            ],
+        )
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"gm-{report['commit'][:12]}.json"
+    path.write_text(json.dumps(report, indent=2))
+    print(f"written to {path}")
+    return report

@@ -1,0 +1,203 @@
+"""Command line: ``python -m bench {list, validate, reproduce, bench}``.
+
+User errors (unknown recipe or key, missing data, bad shapes, corrupt checkpoints, NaN loss)
+print one ``error: ...`` line and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import UserError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from bench.recipes import Recipe, load_recipe, recipe_names
+
+    rows = []
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        if isinstance(recipe, Recipe):
+            pub = recipe.published
+            std = f" ± {pub.std}" if pub.std is not None else " (no std)"
+            n = f" (n={pub.n})" if pub.n else ""
+            unchecked = "" if recipe.published_checked else " [unchecked: see recipe note]"
+            rows.append(
+                [
+                    name,
+                    recipe.method,
+                    recipe.dataset,
+                    recipe.ipc,
+                    f"{pub.mean}{std}{n}",
+                    pub.source + unchecked,
+                ]
+            )
+        else:
+            rows.append([name, "group", "", "", "runs " + ", ".join(recipe.members), ""])
+    print(tabulate(rows, headers=["recipe", "method", "dataset", "ipc", "published (%)", "source"]))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from bench.data import load_card
+    from bench.recipes import BUDGETS, Recipe, load_recipe, recipe_names, resolve
+
+    names = args.recipes or recipe_names()
+    failures = 0
+    for name in names:
+        try:
+            recipe = load_recipe(name)
+            if isinstance(recipe, Recipe):
+                load_card(recipe.dataset)
+                for budget in BUDGETS:
+                    resolve(recipe, budget, seed=0)
+                if recipe.margin <= 0:
+                    raise UserError(f"recipe {name}: [test] margin must be > 0")
+            else:
+                for member in recipe.members:
+                    if not isinstance(load_recipe(member), Recipe):
+                        raise UserError(f"group {name}: member {member} is itself a group")
+            print(f"ok      {name}")
+        except UserError as exc:
+            failures += 1
+            print(f"FAILED  {name}: {exc}")
+    print(f"{len(names) - failures} of {len(names)} recipe(s) valid")
+    return 1 if failures else 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench.config import parse_set_options
+    from bench.runner import RunOptions, reproduce
+
+    options = RunOptions(
+        budget=args.budget,
+        seed=args.seed,
+        data_root=Path(args.data_root),
+        tracking_uri=args.tracking_uri,
+        out=Path(args.out),
+        device=args.device,
+        resume=args.resume,
+        set_options=parse_set_options(args.set),
+        download=args.download,
+        checkpoint_every=args.checkpoint_every,
+    )
+    if options.checkpoint_every < 1:
+        raise UserError("--checkpoint-every must be at least 1")
+    reproduce(args.recipe, options)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from bench.benchmark import run_benchmark
+
+    run_benchmark(
+        args.method,
+        Path(args.data_root),
+        Path(args.out),
+        args.device,
+        ipcs=tuple(args.ipc),
+        iterations=args.iterations,
+        epochs=args.epochs,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="recipes and the published number each targets")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser(
+        "validate", help="check every recipe (keys, types, budgets) without running it"
+    )
+    p.add_argument("recipes", nargs="*", help="recipes to check (default: all)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("reproduce", help="distil, evaluate, log to MLflow and give a verdict")
+    p.add_argument("recipe", help="recipe name (see: python -m bench list)")
+    p.add_argument(
+        "--budget",
+        choices=("smoke", "reduced", "paper"),
+        default="smoke",
+        help="paper: the paper's protocol; reduced/smoke: the recipe's smaller "
+        "budgets, never compared with the paper (default: smoke)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed of the run (default: 0)")
+    p.add_argument(
+        "--data-root",
+        default="../shared/datasets",
+        help="folder holding the datasets in torchvision layout (default: ../shared/datasets)",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let torchvision download missing data (needs network)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<out>/mlflow.db)",
+    )
+    p.add_argument(
+        "--out",
+        default="runs",
+        help="folder for the default MLflow store, artifacts and checkpoints (default: runs)",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue a killed or failed run from its checkpoints",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set method.lr_img=0.05 or "
+        "--set eval.num_eval=5 (repeatable; recorded with the run)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        metavar="K",
+        help="checkpoint the synthetic set every K outer iterations (default: 10)",
+    )
+    p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "bench", help="benchmark a method: outer iterations/s, evaluation epochs/s, peak memory"
+    )
+    p.add_argument("method", choices=("gm",))
+    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
+    p.add_argument("--iterations", type=int, default=3, help="outer iterations timed per ipc")
+    p.add_argument("--epochs", type=int, default=20, help="evaluation epochs timed per ipc")
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Typed overrides of frozen config dataclasses.
+
+Recipes, budgets and ``--set KEY=VALUE`` only override fields that exist; an unknown key is an
+error that names the nearest known key. Values are checked (and, for strings from the command
+line, parsed) against the field's type annotation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+from bench.errors import ConfigError
+
+T = TypeVar("T")
+_UNIONS = (Union, types.UnionType)  # Optional[int] and int | None
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Resolved type annotations of a dataclass's fields."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def unknown_key_error(key: str, known: list[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown key {key!r} in {where}{hint} (known: {', '.join(sorted(known))})")
+
+
+def _parse_str(text: str, typ: Any) -> Any:
+    """Parse a command-line string into ``typ``."""
+    if typ is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if typ in (int, float, str):
+        return typ(text)
+    origin = get_origin(typ)
+    if origin is tuple:
+        items = [part.strip() for part in text.split(",") if part.strip()]
+        return tuple(_parse_str(item, get_args(typ)[0]) for item in items)
+    if origin is Literal:
+        return text
+    if origin in _UNIONS:
+        args = [a for a in get_args(typ) if a is not type(None)]
+        if text.strip().lower() in ("none", "null") and len(args) < len(get_args(typ)):
+            return None
+        return _parse_str(text, args[0])
+    raise ValueError(f"cannot parse {typ}")
+
+
+def coerce(value: Any, typ: Any, key: str) -> Any:
+    """Check ``value`` against ``typ`` (parsing it first if it is a command-line string).
+
+    Raises:
+        ConfigError: the value does not fit the type, or is not one of a Literal's choices.
+    """
+    try:
+        if isinstance(value, str) and typ is not str and get_origin(typ) is not Literal:
+            value = _parse_str(value, typ)
+        origin = get_origin(typ)
+        if origin in _UNIONS:
+            if value is None and type(None) in get_args(typ):
+                return None
+            typ = next(a for a in get_args(typ) if a is not type(None))
+            origin = get_origin(typ)
+        if origin is Literal:
+            if value not in get_args(typ):
+                choices = ", ".join(repr(c) for c in get_args(typ))
+                raise ValueError(f"expected one of {choices}, got {value!r}")
+            return value
+        if origin is tuple:
+            if isinstance(value, str):
+                value = _parse_str(value, typ)
+            return tuple(coerce(v, get_args(typ)[0], key) for v in value)
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if typ is bool and not isinstance(value, bool):
+            raise ValueError(f"expected true/false, got {value!r}")
+        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if typ in (float, str) and not isinstance(value, typ):
+            raise ValueError(f"expected {typ.__name__}, got {value!r}")
+        return value
+    except (ValueError, TypeError, StopIteration) as exc:
+        raise ConfigError(f"bad value for {key!r}: {exc}") from None
+
+
+def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:
+    """Return a copy of the frozen dataclass ``config`` with ``overrides`` applied.
+
+    Args:
+        config: a dataclass instance.
+        overrides: field name -> value (typed, or a string to parse).
+        where: what the overrides came from, for error messages (e.g. ``"--set method.*"``).
+
+    Raises:
+        ConfigError: unknown key or a value of the wrong type.
+    """
+    types = field_types(type(config))
+    changes = {}
+    for key, value in overrides.items():
+        if key not in types:
+            raise unknown_key_error(key, list(types), where)
+        changes[key] = coerce(value, types[key], key)
+    return dataclasses.replace(config, **changes)
+
+
+def parse_set_options(items: list[str]) -> dict[str, dict[str, str]]:
+    """Split ``--set section.key=value`` items into ``{section: {key: value}}``.
+
+    Raises:
+        ConfigError: an item without ``=`` or without a ``section.`` prefix.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set method.lr_img=0.1")
+        key, value = item.split("=", 1)
+        if "." not in key:
+            raise ConfigError(
+                f"--set {item!r}: prefix the key with its section, 'method.' or 'eval.' "
+                f"(e.g. method.{key}={value})"
+            )
+        section, name = key.split(".", 1)
+        out.setdefault(section.strip(), {})[name.strip()] = value.strip()
+    return out
+
+
+def as_flat_dict(config: Any, prefix: str) -> dict[str, Any]:
+    """``{prefix.field: value}`` for every field of a dataclass (for logging)."""
+    return {f"{prefix}.{k}": v for k, v in dataclasses.asdict(config).items()}

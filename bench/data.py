@@ -1,0 +1,138 @@
+"""Real datasets through the real torchvision loaders, described by the cards in ``datasets/``.
+
+``load_real`` returns the whole split as one normalised tensor, the form gradient matching and
+the evaluation both need (per-class sampling of real batches, a fast test pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+import torch
+
+from bench.errors import ConfigError, DataNotFoundError
+from bench.paths import DATASET_CARDS_DIR
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """One ``datasets/<name>.toml`` card: loader, shape, classes and normalisation."""
+
+    name: str
+    display_name: str
+    loader: str
+    folder: str
+    channels: int
+    image_size: tuple[int, int]
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    splits: dict[str, int]
+    source: str
+    licence: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def known_datasets() -> list[str]:
+    return sorted(p.stem for p in DATASET_CARDS_DIR.glob("*.toml"))
+
+
+def load_card(name: str) -> DatasetCard:
+    """Read ``datasets/<name>.toml``.
+
+    Raises:
+        ConfigError: no card of that name (the message lists the known ones).
+    """
+    path = DATASET_CARDS_DIR / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(known_datasets())
+        raise ConfigError(f"unknown dataset {name!r}; cards exist for: {known}")
+    raw = tomllib.loads(path.read_text())
+    return DatasetCard(
+        name=raw["name"],
+        display_name=raw["display_name"],
+        loader=raw["loader"],
+        folder=raw["folder"],
+        channels=int(raw["channels"]),
+        image_size=tuple(raw["image_size"]),
+        classes=tuple(raw["classes"]),
+        mean=tuple(float(m) for m in raw["mean"]),
+        std=tuple(float(s) for s in raw["std"]),
+        splits=dict(raw["splits"]),
+        source=raw["source"],
+        licence=raw["licence"],
+    )
+
+
+@dataclass
+class RealSet:
+    """A whole real split: ``images [N, C, H, W]`` float32 normalised with the card's mean/std,
+    ``labels [N]`` int64 in ``[0, K)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    card: DatasetCard
+
+    def to(self, device: torch.device | str) -> RealSet:
+        return RealSet(self.images.to(device), self.labels.to(device), self.card)
+
+
+def normalise(images_uint8: torch.Tensor, card: DatasetCard) -> torch.Tensor:
+    """uint8 ``[N, C, H, W]`` in 0..255 -> float32 ``(x / 255 - mean) / std`` per channel
+    (what ``ToTensor`` + ``Normalize`` give, without a per-image Python loop)."""
+    mean = torch.tensor(card.mean).view(1, -1, 1, 1)
+    std = torch.tensor(card.std).view(1, -1, 1, 1)
+    return (images_uint8.float() / 255.0 - mean) / std
+
+
+def denormalise(images: torch.Tensor, card: DatasetCard) -> torch.Tensor:
+    """Inverse of ``normalise``, clamped to [0, 1] (for pictures)."""
+    mean = torch.tensor(card.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(card.std, device=images.device).view(1, -1, 1, 1)
+    return (images * std + mean).clamp(0.0, 1.0)
+
+
+def _torchvision_mnist_like(card: DatasetCard, root: Path, train: bool, download: bool):
+    import torchvision
+
+    cls = {"torchvision.datasets.MNIST": torchvision.datasets.MNIST}[card.loader]
+    dataset = cls(str(root), train=train, download=download)
+    return dataset.data.unsqueeze(1), dataset.targets.long()
+
+
+_LOADERS = {"torchvision.datasets.MNIST": _torchvision_mnist_like}
+
+
+def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = False) -> RealSet:
+    """Load one split (``"train"`` or ``"test"``) with the card's torchvision loader.
+
+    Raises:
+        DataNotFoundError: the files are not under ``root`` (the message names the folder
+            searched and the flags that fix it).
+        ConfigError: the card names a loader this suite does not have.
+    """
+    if card.loader not in _LOADERS:
+        raise ConfigError(f"dataset card {card.name!r} names unsupported loader {card.loader!r}")
+    root = Path(root).expanduser().resolve()
+    try:
+        images, labels = _LOADERS[card.loader](card, root, split == "train", download)
+    except RuntimeError as exc:
+        if "not found" not in str(exc).lower():
+            raise
+        raise DataNotFoundError(
+            f"{card.display_name} {split} split not found under {root / card.folder}; "
+            f"pass --data-root DIR (the folder that holds {card.folder}/), "
+            "or add --download on a machine with network"
+        ) from None
+    expected = card.splits.get(split)
+    if expected is not None and len(labels) != expected:
+        raise DataNotFoundError(
+            f"{card.display_name} {split} split under {root / card.folder} has {len(labels)} "
+            f"images, the card says {expected}; the copy is incomplete: re-download it"
+        )
+    return RealSet(normalise(images, card), labels, card)

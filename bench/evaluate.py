@@ -1,0 +1,189 @@
+"""The shared evaluation: train fresh networks on a synthetic set, test them on the real test set.
+
+Every method's synthetic set is evaluated by this code, so every number in a leaderboard comes
+from one protocol. It follows ``evaluate_synset``/``epoch`` of the DC reference code
+(VICO-UoE/DatasetCondensation@53f63a6, ``utils.py``): SGD with momentum 0.9 and weight decay
+5e-4, learning rate 0.01 multiplied by 0.1 after half the epochs (the reference builds a new
+optimizer at that point, which also resets the momentum buffer; so does this), batch 256,
+``epochs + 1`` passes over the synthetic set as the reference's ``range(Epoch + 1)``, and the
+test accuracy of the final network. DC's paper reports mean +- std over ``num_exp`` synthetic
+sets x ``num_eval`` networks (5 x 20 = 100 models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bench.augment import dc_augment
+from bench.data import RealSet
+from bench.seeds import derive_seed
+from bench.synthetic import SyntheticSet
+from methods.networks import build_network
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """How a synthetic set is evaluated. Defaults are the DC paper's (no augmentation, 300
+    epochs); recipes override them (MNIST: DC augmentation and 1000 epochs)."""
+
+    models: tuple[str, ...] = ("ConvNet",)
+    """architectures trained on the synthetic set; results go to ``eval/<model>/acc``"""
+    num_exp: int = 5
+    """synthetic sets distilled per run, each from its own derived seed"""
+    num_eval: int = 20
+    """freshly initialised networks trained per synthetic set and architecture"""
+    epochs: int = 300
+    """training epochs per network (the reference trains ``epochs + 1`` passes)"""
+    lr: float = 0.01
+    """initial learning rate, multiplied by 0.1 after ``epochs // 2 + 1`` passes"""
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    batch_train: int = 256
+    """mini-batch size on the synthetic set"""
+    augmentation: Literal["none", "dc"] = "none"
+    """``"dc"``: DC's crop/scale/rotate augmentation during training (reference: MNIST only)"""
+    aug_crop: int = 4
+    """DC augmentation: maximum shift in pixels"""
+    aug_scale: float = 0.2
+    """DC augmentation: maximum relative resize"""
+    aug_rotate: int = 45
+    """DC augmentation: maximum rotation in degrees"""
+    batch_test: int = 1000
+    """batch size of the test pass (speed only)"""
+
+    @property
+    def models_per_set(self) -> int:
+        return len(self.models) * self.num_eval
+
+
+def train_on_synthetic(
+    model: str,
+    synset: SyntheticSet,
+    card_channels: int,
+    num_classes: int,
+    image_size: tuple[int, int],
+    protocol: EvalProtocol,
+    seed: int,
+    device: torch.device,
+    on_epoch: Callable[[], None] | None = None,
+) -> torch.nn.Module:
+    """Train one freshly initialised ``model`` on ``synset`` under ``protocol``.
+
+    The initial parameters come from ``derive_seed(seed, 0)``; data order and augmentation
+    draws from a generator seeded with ``derive_seed(seed, 1)``. Returns the trained network
+    (on ``device``, in train mode).
+    """
+    net = build_network(model, card_channels, num_classes, image_size, derive_seed(seed, 0))
+    net = net.to(device).train()
+    generator = torch.Generator().manual_seed(derive_seed(seed, 1))
+    images = synset.images.to(device)
+    labels = synset.labels.to(device)
+    lr = protocol.lr
+
+    def new_optimizer(lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            net.parameters(), lr=lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
+        )
+
+    optimizer = new_optimizer(lr)
+    n = images.shape[0]
+    for epoch in range(protocol.epochs + 1):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, protocol.batch_train):
+            batch = order[start : start + protocol.batch_train]
+            x, y = images[batch], labels[batch]
+            if protocol.augmentation == "dc":
+                x = dc_augment(
+                    x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate
+                )
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if epoch == protocol.epochs // 2 + 1:
+            lr *= 0.1
+            optimizer = new_optimizer(lr)
+        if on_epoch is not None:
+            on_epoch()
+    return net
+
+
+@torch.inference_mode()
+def test_accuracy(net: torch.nn.Module, test: RealSet, batch: int, device: torch.device) -> float:
+    """Top-1 accuracy in percent of ``net`` on the whole real ``test`` split."""
+    net.eval()
+    correct = 0
+    for start in range(0, len(test.labels), batch):
+        x = test.images[start : start + batch].to(device, non_blocking=True)
+        y = test.labels[start : start + batch].to(device, non_blocking=True)
+        correct += int((net(x).argmax(dim=1) == y).sum())
+    return 100.0 * correct / len(test.labels)
+
+
+def evaluate_synthetic_set(
+    synset: SyntheticSet,
+    test: RealSet,
+    protocol: EvalProtocol,
+    seed: int,
+    device: torch.device,
+    done: dict[str, list[float]] | None = None,
+    on_result: Callable[[str, int, float], None] | None = None,
+    label: str = "",
+) -> dict[str, list[float]]:
+    """Train and test ``protocol.num_eval`` networks of every architecture on ``synset``.
+
+    Args:
+        synset: the synthetic set (validated against ``test.card`` first).
+        test: the real test split.
+        protocol: the evaluation protocol.
+        seed: base seed of this synthetic set's evaluation; network ``k`` of architecture
+            ``m`` uses ``derive_seed(seed, m, k)``.
+        device: where to train.
+        done: accuracies already measured (``{model: [acc, ...]}``, e.g. after ``--resume``);
+            those networks are not trained again.
+        on_result: called as ``on_result(model, k, accuracy)`` after each network.
+        label: prefix of the progress bar.
+
+    Returns:
+        ``{model: [accuracy % of network 0, 1, ...]}`` with ``num_eval`` entries per model.
+
+    Raises:
+        ShapeError: the synthetic set does not fit the dataset.
+    """
+    card = test.card
+    synset.validate(card)
+    results = {m: list((done or {}).get(m, [])) for m in protocol.models}
+    todo = sum(protocol.num_eval - len(results[m]) for m in protocol.models)
+    with tqdm(
+        total=todo * (protocol.epochs + 1),
+        desc=f"{label}evaluate",
+        unit="epoch",
+        dynamic_ncols=True,
+        leave=False,
+        mininterval=1.0,
+    ) as bar:
+        for m_index, model in enumerate(protocol.models):
+            for k in range(len(results[model]), protocol.num_eval):
+                net = train_on_synthetic(
+                    model,
+                    synset,
+                    card.channels,
+                    card.num_classes,
+                    card.image_size,
+                    protocol,
+                    derive_seed(seed, m_index, k),
+                    device,
+                    on_epoch=lambda: bar.update(1),
+                )
+                accuracy = test_accuracy(net, test, protocol.batch_test, device)
+                results[model].append(accuracy)
+                bar.set_postfix(model=model, last_acc=f"{accuracy:.2f}")
+                if on_result is not None:
+                    on_result(model, k, accuracy)
+    return results

@@ -1,0 +1,68 @@
+"""Where a run came from: git commit, package versions, hardware. Logged as MLflow tags."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+import torch
+
+from bench.paths import REPO_ROOT
+
+PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "scipy", "safetensors")
+
+
+def git_commit() -> str:
+    """``HEAD``'s hash, suffixed ``-dirty`` when tracked files have uncommitted changes;
+    ``unknown`` outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty.strip() else "")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device) -> str:
+    """One line such as ``cpu: 2 threads, Intel(R) Xeon(R) ...`` or ``cuda: NVIDIA H200``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}; host {os.cpu_count()} cores"
+    return f"cpu: {torch.get_num_threads()} threads, {cpu_name()}"
+
+
+def provenance_tags(device: torch.device) -> dict[str, str]:
+    """MLflow tags: ``git_commit``, ``hardware`` and ``version.<package>``."""
+    tags = {"git_commit": git_commit(), "hardware": hardware(device)}
+    tags.update({f"version.{k}": v for k, v in package_versions().items()})
+    return tags

@@ -1,0 +1,270 @@
+"""Recipes: one declarative TOML file per published result, in ``reproduce/``.
+
+A recipe names the method, dataset and ipc, overrides of the method's config and of the
+evaluation protocol (the method's defaults are the paper's), the published result with its
+source, the statistical test, the ``smoke`` and ``reduced`` budgets, and a ``version`` raised
+whenever its protocol changes. A group recipe (``members = [...]``) runs several recipes.
+
+Loading and listing recipes imports no torch code; ``resolve`` (used by ``validate`` and
+``reproduce``) imports the method to check every override against its config dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from bench.config import apply_overrides
+from bench.errors import ConfigError
+from bench.paths import RECIPES_DIR
+from bench.stats import Published
+
+BUDGETS = ("smoke", "reduced", "paper")
+
+_RECIPE_KEYS = {
+    "name",
+    "version",
+    "title",
+    "method",
+    "dataset",
+    "ipc",
+    "method_overrides",
+    "eval",
+    "published",
+    "test",
+    "budgets",
+}
+_GROUP_KEYS = {"name", "version", "title", "members", "note"}
+_PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked"}
+_TEST_KEYS = {"margin", "alpha"}
+_BUDGET_KEYS = {"description", "method", "eval"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Overrides that shrink the paper protocol, with a one-line statement of what they do."""
+
+    description: str
+    method: dict[str, Any] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One published result to reproduce (see module docstring)."""
+
+    name: str
+    version: int
+    title: str
+    method: str
+    dataset: str
+    ipc: int
+    method_overrides: dict[str, Any]
+    eval: dict[str, Any]
+    published: Published
+    published_note: str
+    published_checked: bool
+    """whether every published figure was checked against the paper's own table"""
+    margin: float
+    alpha: float
+    budgets: dict[str, Budget]
+    path: Path
+
+
+@dataclass(frozen=True)
+class RecipeGroup:
+    """Several recipes run one after another under one name (e.g. a row of a paper table)."""
+
+    name: str
+    version: int
+    title: str
+    members: tuple[str, ...]
+    note: str
+    path: Path
+
+
+def _check_keys(table: dict, allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def recipe_names() -> list[str]:
+    """All recipe names (file stems in ``reproduce/``), sorted."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
+    where = f"recipe {path.name}"
+    if raw.get("name") != name:
+        raise ConfigError(f"{where}: 'name' must equal the file name {name!r}")
+    if "members" in raw:
+        _check_keys(raw, _GROUP_KEYS, where)
+        return RecipeGroup(
+            name,
+            int(raw["version"]),
+            raw.get("title", name),
+            tuple(raw["members"]),
+            raw.get("note", ""),
+            path,
+        )
+    _check_keys(raw, _RECIPE_KEYS, where)
+    missing = {"version", "method", "dataset", "ipc", "published", "test", "budgets"} - set(raw)
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {sorted(missing)}")
+    pub = raw["published"]
+    _check_keys(pub, _PUBLISHED_KEYS, f"{where} [published]")
+    _check_keys(raw["test"], _TEST_KEYS, f"{where} [test]")
+    budgets = {}
+    for budget_name, table in raw["budgets"].items():
+        if budget_name not in BUDGETS or budget_name == "paper":
+            raise ConfigError(
+                f"{where}: budgets are 'smoke' and 'reduced' ('paper' is the "
+                f"recipe itself), got [budgets.{budget_name}]"
+            )
+        _check_keys(table, _BUDGET_KEYS, f"{where} [budgets.{budget_name}]")
+        budgets[budget_name] = Budget(
+            table.get("description", ""), dict(table.get("method", {})), dict(table.get("eval", {}))
+        )
+    for needed in ("smoke", "reduced"):
+        if needed not in budgets:
+            raise ConfigError(f"{where}: missing [budgets.{needed}]")
+    return Recipe(
+        name=name,
+        version=int(raw["version"]),
+        title=raw.get("title", name),
+        method=raw["method"],
+        dataset=raw["dataset"],
+        ipc=int(raw["ipc"]),
+        method_overrides=dict(raw.get("method_overrides", {})),
+        eval=dict(raw.get("eval", {})),
+        published=Published(
+            float(pub["mean"]),
+            float(pub["std"]) if "std" in pub else None,
+            int(pub["n"]) if "n" in pub else None,
+            pub["source"],
+        ),
+        published_note=pub.get("note", ""),
+        published_checked=bool(pub.get("checked", False)),
+        margin=float(raw["test"]["margin"]),
+        alpha=float(raw["test"].get("alpha", 0.05)),
+        budgets=budgets,
+        path=path,
+    )
+
+
+def load_recipe(name: str) -> Recipe | RecipeGroup:
+    """Read ``reproduce/<name>.toml``.
+
+    Raises:
+        ConfigError: unknown recipe (the message names the nearest ones), unreadable TOML, or
+            an unknown/missing key.
+    """
+    path = RECIPES_DIR / f"{name}.toml"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, recipe_names(), n=3, cutoff=0.4)
+        hint = f"; nearest: {', '.join(close)}" if close else ""
+        raise ConfigError(f"unknown recipe {name!r}{hint} (see: python -m bench list)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path.name} is not valid TOML: {exc}") from None
+    return _parse(name, raw, path)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result, resolved from recipe, budget and ``--set``.
+
+    ``method_config`` is the method's frozen config dataclass; ``eval`` an ``EvalProtocol``.
+    """
+
+    recipe: str
+    recipe_version: int
+    method: str
+    dataset: str
+    ipc: int
+    budget: str
+    seed: int
+    method_config: Any
+    eval: Any
+    overrides: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe,
+            "recipe_version": self.recipe_version,
+            "method": self.method,
+            "dataset": self.dataset,
+            "ipc": self.ipc,
+            "budget": self.budget,
+            "seed": self.seed,
+            "method_config": dataclasses.asdict(self.method_config),
+            "eval": dataclasses.asdict(self.eval),
+            "overrides": list(self.overrides),
+        }
+
+    def config_hash(self) -> str:
+        """Short hash of the resolved config (same config -> same hash)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def resolve(
+    recipe: Recipe, budget: str, seed: int, set_options: dict[str, dict[str, str]] | None = None
+) -> RunConfig:
+    """Resolve paper defaults <- recipe overrides <- budget <- ``--set`` into a ``RunConfig``.
+
+    Raises:
+        ConfigError: unknown budget, unknown ``--set`` section, or an unknown/ill-typed key.
+    """
+    from bench.evaluate import EvalProtocol
+    from methods import load_method
+
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    set_options = set_options or {}
+    unknown = set(set_options) - {"method", "eval"}
+    if unknown:
+        raise ConfigError(f"--set sections are 'method' and 'eval', got {sorted(unknown)}")
+    method = load_method(recipe.method)
+    method_config = apply_overrides(
+        method.config_class(), recipe.method_overrides, f"recipe {recipe.name} [method_overrides]"
+    )
+    eval_protocol = apply_overrides(EvalProtocol(), recipe.eval, f"recipe {recipe.name} [eval]")
+    if budget != "paper":
+        b = recipe.budgets[budget]
+        method_config = apply_overrides(
+            method_config, b.method, f"recipe {recipe.name} [budgets.{budget}.method]"
+        )
+        eval_protocol = apply_overrides(
+            eval_protocol, b.eval, f"recipe {recipe.name} [budgets.{budget}.eval]"
+        )
+    method_config = apply_overrides(method_config, set_options.get("method", {}), "--set method.*")
+    eval_protocol = apply_overrides(eval_protocol, set_options.get("eval", {}), "--set eval.*")
+    overrides = tuple(
+        f"{section}.{key}={value}"
+        for section, kv in sorted(set_options.items())
+        for key, value in sorted(kv.items())
+    )
+    return RunConfig(
+        recipe.name,
+        recipe.version,
+        recipe.method,
+        recipe.dataset,
+        recipe.ipc,
+        budget,
+        seed,
+        method_config,
+        eval_protocol,
+        overrides,
+    )

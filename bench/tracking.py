@@ -1,0 +1,116 @@
+"""MLflow tracking: every reproduction is one parent run, each synthetic set a nested child run.
+
+The default store is an embedded SQLite database, ``<out>/mlflow.db``, with artifacts under
+``<out>/mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` selects any other store or
+tracking server. The explicit ``MlflowClient`` API is used (no global active run), so a crash
+handler can mark exactly the runs it owns as FAILED.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+
+EXPERIMENT = "distillbench"
+
+
+def resolve_tracking_uri(uri: str | None, out: Path) -> str:
+    """``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<out>/mlflow.db``."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    out.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(out / 'mlflow.db').resolve()}"
+
+
+class Tracker:
+    """Thin wrapper over ``MlflowClient`` for one experiment.
+
+    Args:
+        uri: tracking URI (see ``resolve_tracking_uri``).
+        out: output folder; with the default SQLite store, artifacts go to ``out/mlartifacts``.
+        experiment: experiment name.
+    """
+
+    def __init__(self, uri: str, out: Path, experiment: str = EXPERIMENT) -> None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = None
+            if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
+                location = (out / "mlartifacts").resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location
+            )
+
+    def start_run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
+        """Create a RUNNING run (nested under ``parent_id`` if given); returns its id."""
+        tags = dict(tags)
+        if parent_id is not None:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def get_run(self, run_id: str):
+        """The MLflow run; raises ``UserError`` if this store has no such run."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id)
+        except MlflowException:
+            raise UserError(
+                f"no run {run_id!r} in tracking store {self.uri}; pass the "
+                "--tracking-uri/--out the run was started with"
+            ) from None
+
+    def children(self, parent_id: str) -> list:
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+        )
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()]
+        )
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def download_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        return Path(self.client.download_artifacts(run_id, path, str(dst)))
+
+    def set_status(self, run_id: str, status: str) -> None:
+        """``RUNNING`` (on resume) or a terminal status: ``FINISHED``, ``FAILED``, ``KILLED``."""
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,41 @@
+"""Distillation methods: one module per method, each with a frozen config dataclass whose
+defaults are the paper's and one ``distill`` entry point that turns a real set into a
+``SyntheticSet``.
+
+The registry maps names to import paths as strings, so listing recipes imports no torch code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from bench.errors import ConfigError
+
+# name -> (module, config class, entry point)
+METHODS: dict[str, tuple[str, str, str]] = {
+    "gm": ("methods.gm", "GMConfig", "distill"),
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """A loaded method: its config class and its ``distill`` function."""
+
+    name: str
+    config_class: type
+    distill: Any
+
+
+def load_method(name: str) -> Method:
+    """Import a registered method.
+
+    Raises:
+        ConfigError: unknown method name.
+    """
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
+    module_name, config_name, entry = METHODS[name]
+    module = importlib.import_module(module_name)
+    return Method(name, getattr(module, config_name), getattr(module, entry))

@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests read real MNIST from ../shared/datasets (never write there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.paths import REPO_ROOT
+
+DATA_ROOT = (REPO_ROOT.parent / "shared" / "datasets").resolve()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "MNIST" / "raw").is_dir():
+        pytest.fail(f"real MNIST is expected under {DATA_ROOT}/MNIST/raw (../shared/datasets)")
+    return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root):
+    from bench.data import load_card, load_real
+
+    card = load_card("mnist")
+    return load_real(card, data_root, "train"), load_real(card, data_root, "test")

@@ -1,0 +1,37 @@
+"""``python -m bench bench gm`` measures and writes comparable results."""
+
+import json
+
+import pytest
+
+from bench.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_benchmark_reports_rates_and_memory(tmp_path, data_root, capsys):
+    args = [
+        "bench",
+        "gm",
+        "--ipc",
+        "1",
+        "--iterations",
+        "2",
+        "--epochs",
+        "3",
+        "--data-root",
+        str(data_root),
+        "--out",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    assert "outer it/s" in capsys.readouterr().out
+    (path,) = tmp_path.glob("gm-*.json")
+    report = json.loads(path.read_text())
+    (result,) = report["results"]
+    assert result["ipc"] == 1 and result["loops"] == [1, 1]
+    assert result["outer_iterations_per_s"] > 0 and result["eval_epochs_per_s"] > 0
+    assert result["peak_memory_mb"] > 100  # MNIST alone is ~200 MB as float32
+    assert report["hardware"].startswith("cpu") and report["commit"]

@@ -1,0 +1,43 @@
+"""Typed overrides: recipes and --set only change known keys, with checked types."""
+
+import pytest
+
+from bench.config import apply_overrides, parse_set_options
+from bench.errors import ConfigError
+from bench.evaluate import EvalProtocol
+from methods.gm import GMConfig
+
+
+def test_strings_from_the_command_line_are_parsed_to_the_field_type():
+    cfg = apply_overrides(
+        GMConfig(),
+        {"lr_img": "0.05", "iterations": "7", "outer_loop": "none", "init": "real"},
+        "--set",
+    )
+    assert (cfg.lr_img, cfg.iterations, cfg.outer_loop, cfg.init) == (0.05, 7, None, "real")
+    ev = apply_overrides(EvalProtocol(), {"models": "ConvNet", "augmentation": "dc"}, "--set")
+    assert ev.models == ("ConvNet",) and ev.augmentation == "dc"
+
+
+def test_unknown_key_names_the_nearest_one():
+    with pytest.raises(ConfigError, match="unknown key 'lr_imgs'.*did you mean 'lr_img'"):
+        apply_overrides(GMConfig(), {"lr_imgs": 1.0}, "--set method.*")
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"iterations": "ten"}, {"iterations": 2.5}, {"init": "zeros"}, {"lr_img": "fast"}]
+)
+def test_ill_typed_values_are_errors(overrides):
+    with pytest.raises(ConfigError, match="bad value"):
+        apply_overrides(GMConfig(), overrides, "--set method.*")
+
+
+def test_set_options_need_a_section_and_a_value():
+    assert parse_set_options(["method.lr_img=0.2", "eval.epochs=5"]) == {
+        "method": {"lr_img": "0.2"},
+        "eval": {"epochs": "5"},
+    }
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_set_options(["method.lr_img"])
+    with pytest.raises(ConfigError, match="prefix the key with its section"):
+        parse_set_options(["lr_img=0.2"])

@@ -1,0 +1,17 @@
+"""Real MNIST through torchvision, normalised as the dataset card says."""
+
+import torch
+
+from bench.data import denormalise
+
+
+def test_mnist_splits_shapes_and_normalisation(mnist):
+    train, test = mnist
+    assert train.images.shape == (60000, 1, 28, 28) and train.images.dtype == torch.float32
+    assert test.images.shape == (10000, 1, 28, 28) and test.labels.dtype == torch.int64
+    assert set(train.labels.unique().tolist()) == set(range(10))
+    # the card's mean/std (0.1307, 0.3081) standardise the training split
+    assert abs(train.images.mean().item()) < 0.01
+    assert abs(train.images.std().item() - 1.0) < 0.01
+    pixels = denormalise(train.images[:100], train.card)
+    assert pixels.min() >= 0 and pixels.max() <= 1 and pixels.max() > 0.99
