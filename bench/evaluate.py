@@ -183,7 +183,7 @@ def evaluate_synthetic_set(
                 )
                 accuracy = test_accuracy(net, test, protocol.batch_test, device)
                 results[model].append(accuracy)
-                bar.set_postfix(model=model, last_acc=f"{accuracy:.2f}")
+                bar.set_postfix(model=model, last_acc=f"{accuracy:.2f}", refresh=False)
                 if on_result is not None:
                     on_result(model, k, accuracy)
     return results

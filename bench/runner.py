@@ -262,8 +262,8 @@ def _one_synthetic_set(
 
             def after_iteration(it, metrics, get_state):
                 tracker.log_metrics(child, metrics, step=it)
+                bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}")
                 if it == start and index == 0:
                     per_it = time.perf_counter() - started
                     remaining = iterations * config.eval.num_exp - it - 1
