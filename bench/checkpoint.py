@@ -6,6 +6,7 @@ of tensors and plain values, read back with ``weights_only=True``):
 - ``config_hash``: the run config it belongs to;
 - ``distill``: the method's resumable state (for DC: ``iteration`` = next outer iteration,
   ``images [K * ipc, C, H, W]``, ``optimizer`` state dict);
+- ``synthetic``: once distillation has finished, the synthetic set's ``images`` and ``labels``;
 - ``accuracies``: ``{model: [accuracy %, ...]}`` of the evaluation networks trained so far.
 
 Writes go to a temporary file that is renamed over the old one, so a kill mid-write leaves the
@@ -64,10 +65,11 @@ class CheckpointStore:
                 f"checkpoint {path} belongs to config {state['config_hash']}, this run is "
                 f"{self.config_hash}; resume with the same recipe, budget, seed and --set options"
             )
-        distill = state.get("distill")
-        if distill is not None and tuple(distill["images"].shape) != tuple(image_shape):
-            raise CheckpointError(
-                f"checkpoint {path} holds images of shape {list(distill['images'].shape)}, "
-                f"this run needs {list(image_shape)}; {fix}"
-            )
+        for part in ("distill", "synthetic"):
+            images = state.get(part, {}).get("images")
+            if images is not None and tuple(images.shape) != tuple(image_shape):
+                raise CheckpointError(
+                    f"checkpoint {path} holds images of shape {list(images.shape)}, "
+                    f"this run needs {list(image_shape)}; {fix}"
+                )
         return state

@@ -17,6 +17,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from bench.seeds import derive_seed
 from bench.stats import Verdict, verdict
 from bench.synthetic import SyntheticSet, save_grid
 from bench.tracking import Tracker, resolve_tracking_uri
-from methods import load_method
+from methods import Method, load_method
 
 
 @dataclass(frozen=True)
@@ -70,80 +71,275 @@ def _duration(seconds: float) -> str:
 
 
 def reproduce(name: str, options: RunOptions) -> list[Verdict]:
-    """Run a recipe, or each member of a group recipe; returns the verdict(s)."""
+    """Run a recipe, or each member of a group recipe; returns the verdict(s).
+
+    Raises:
+        UserError: unknown recipe or key, missing data, unusable ``--resume``, NaN loss, ...
+    """
     recipe = load_recipe(name)
     if isinstance(recipe, RecipeGroup):
         if options.resume:
+            members = ", ".join(recipe.members)
             raise UserError(
-                f"{name} is a group; --resume takes the run id of one member "
-                f"({', '.join(recipe.members)})"
+                f"{name} is a group; --resume takes the run id of one member ({members})"
             )
         print(f"{recipe.name}: {recipe.title} — runs {', '.join(recipe.members)}")
-        return [run_recipe(load_recipe(member), options) for member in recipe.members]
-    return [run_recipe(recipe, options)]
+        return [Reproduction.start(load_recipe(m), options).run() for m in recipe.members]
+    return [Reproduction.start(recipe, options).run()]
 
 
-def run_recipe(recipe: Recipe, options: RunOptions) -> Verdict:
-    """Distil, evaluate, judge and log one recipe (see module docstring)."""
-    if isinstance(recipe, RecipeGroup):
-        raise UserError(f"{recipe.name} is a group recipe; run its members")
-    config = resolve(recipe, options.budget, options.seed, options.set_options)
-    method = load_method(config.method)
-    device = pick_device(options.device)
-    card = load_card(config.dataset)
-    train = load_real(card, options.data_root, "train", options.download)
-    test = load_real(card, options.data_root, "test", options.download)
-    out = Path(options.out)
-    tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
-    parent = _open_parent_run(tracker, recipe, config, options, device)
-    checkpoints = CheckpointStore(out / "checkpoints" / parent, config.config_hash())
-    _print_header(recipe, config, parent, tracker.uri, device)
+@dataclass
+class Reproduction:
+    """One recipe's run: its resolved config, data, tracking and checkpoints."""
 
-    child = None
-    try:
-        accuracies: dict[str, list[float]] = {m: [] for m in config.eval.models}
-        for index in range(config.eval.num_exp):
-            child = _child_run(tracker, parent, index, options.resume is not None)
-            result = _one_synthetic_set(
-                index,
-                config,
-                method,
-                train,
-                test,
-                device,
-                tracker,
-                child,
-                checkpoints,
-                out / "sets" / parent,
-                options,
-            )
-            for model, values in result.items():
-                accuracies[model] += values
-            tracker.set_status(child, "FINISHED")
-            child = None
-        outcome = _judge_and_log(recipe, config, accuracies, tracker, parent, out / "sets" / parent)
-        tracker.set_status(parent, "FINISHED")
-        return outcome
-    except BaseException as exc:
-        if isinstance(exc, DivergedError) and child is not None:
-            folder = out / "sets" / parent / "last_good"
-            _log_synthetic_set(exc.last_good, card, tracker, child, folder)
-        for run_id in (child, parent):
-            if run_id is not None:
-                tracker.set_status(run_id, "FAILED")
-        tqdm.write(
-            f"run {parent} marked FAILED; its artifacts and checkpoints are kept. "
-            f"Continue it with: python -m bench reproduce {recipe.name} "
-            f"--budget {config.budget} --seed {config.seed} --resume {parent}"
-            + "".join(f" --set {o}" for o in config.overrides)
+    recipe: Recipe
+    config: RunConfig
+    method: Method
+    train: RealSet
+    test: RealSet
+    device: torch.device
+    tracker: Tracker
+    parent: str
+    checkpoints: CheckpointStore
+    folder: Path
+    """local copies of the artifacts: ``<out>/sets/<run id>``"""
+    checkpoint_every: int
+
+    @classmethod
+    def start(cls, recipe: Recipe, options: RunOptions) -> Reproduction:
+        """Resolve the config, load the data and open (or re-open, with ``--resume``) the run."""
+        config = resolve(recipe, options.budget, options.seed, options.set_options)
+        device = pick_device(options.device)
+        card = load_card(config.dataset)
+        train = load_real(card, options.data_root, "train", options.download)
+        test = load_real(card, options.data_root, "test", options.download)
+        out = Path(options.out)
+        tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
+        if options.resume:
+            parent = _reopen_parent_run(tracker, options.resume, config, device)
+        else:
+            parent = _new_parent_run(tracker, recipe, config, device)
+        run = cls(
+            recipe,
+            config,
+            load_method(config.method),
+            train,
+            test,
+            device,
+            tracker,
+            parent,
+            CheckpointStore(out / "checkpoints" / parent, config.config_hash()),
+            out / "sets" / parent,
+            options.checkpoint_every,
         )
-        raise
+        if not options.resume:
+            run.folder.mkdir(parents=True, exist_ok=True)
+            (run.folder / "config.json").write_text(json.dumps(config.as_dict(), indent=2))
+            tracker.log_artifact(parent, run.folder / "config.json")
+        return run
+
+    def run(self) -> Verdict:
+        """Distil and evaluate every synthetic set, then judge; marks the runs FAILED (keeping
+        checkpoints and artifacts) on any exception or Ctrl-C, and re-raises it."""
+        self.print_header()
+        child = None
+        try:
+            accuracies: dict[str, list[float]] = {m: [] for m in self.config.eval.models}
+            for index in range(self.config.eval.num_exp):
+                child = self.child_run(index)
+                for model, values in self.one_synthetic_set(index, child).items():
+                    accuracies[model] += values
+                self.tracker.set_status(child, "FINISHED")
+                child = None
+            outcome = self.judge_and_log(accuracies)
+            self.tracker.set_status(self.parent, "FINISHED")
+            return outcome
+        except BaseException as exc:
+            if isinstance(exc, DivergedError) and child is not None:
+                self.log_synthetic_set(exc.last_good, child, self.folder / "last_good")
+            for run_id in (child, self.parent):
+                if run_id is not None:
+                    self.tracker.set_status(run_id, "FAILED")
+            overrides = "".join(f" --set {o}" for o in self.config.overrides)
+            tqdm.write(
+                f"run {self.parent} marked FAILED; its artifacts and checkpoints are kept. "
+                f"Continue it with: python -m bench reproduce {self.recipe.name} --budget "
+                f"{self.config.budget} --seed {self.config.seed}{overrides} --resume {self.parent}"
+            )
+            raise
+
+    def print_header(self) -> None:
+        recipe, config, ev = self.recipe, self.config, self.config.eval
+        budget = recipe.budgets.get(config.budget)
+        pub = recipe.published
+        std = f" ± {pub.std}" if pub.std is not None else ""
+        print(f"{recipe.name} (v{recipe.version}): {recipe.title}")
+        print(
+            f"  budget   : {config.budget} — "
+            f"{budget.description if budget else 'the paper protocol'}"
+        )
+        if config.overrides:
+            print(f"  overrides: {' '.join(config.overrides)}")
+        print(f"  published: {pub.mean}{std} [{pub.source}]")
+        print(
+            f"  work     : {ev.num_exp} synthetic set(s) x {config.method_config.iterations} "
+            f"outer iterations; {ev.num_exp * ev.models_per_set} network(s) x "
+            f"{ev.epochs + 1} epochs"
+        )
+        print(f"  hardware : {hardware(self.device)}")
+        print(f"  run      : {self.parent} in {self.tracker.uri} (config {config.config_hash()})")
+
+    def child_run(self, index: int) -> str:
+        """The nested run of synthetic set ``index``: the existing one on resume, else new."""
+        for run in self.tracker.children(self.parent):
+            if run.data.tags.get("set_index") == str(index):
+                self.tracker.set_status(run.info.run_id, "RUNNING")
+                return run.info.run_id
+        return self.tracker.start_run(f"set{index}", {"set_index": str(index)}, self.parent)
+
+    def one_synthetic_set(self, index: int, child: str) -> dict[str, list[float]]:
+        """Distil (or restore) synthetic set ``index``, evaluate it; returns its accuracies."""
+        config, card = self.config, self.train.card
+        set_seed = derive_seed(config.seed, index)
+        image_shape = (card.num_classes * config.ipc, card.channels, *card.image_size)
+        state = self.checkpoints.load(index, image_shape) or {"accuracies": {}}
+        label = f"set {index + 1}/{config.eval.num_exp} "
+        if "synthetic" in state:  # distilled before an interruption
+            synset = SyntheticSet(
+                **state["synthetic"],
+                method=config.method,
+                dataset=card.name,
+                ipc=config.ipc,
+                seed=set_seed,
+                config_hash="",
+            )
+        else:
+            synset = self.distill(index, set_seed, state, child, label)
+            state["synthetic"] = {"images": synset.images, "labels": synset.labels}
+            self.checkpoints.save(index, state)
+        synset = dataclasses.replace(synset, config_hash=config.config_hash())
+        self.log_synthetic_set(synset, child, self.folder / f"set{index}")
+        result = evaluate_synthetic_set(
+            synset,
+            self.test,
+            config.eval,
+            derive_seed(set_seed, 1),
+            self.device,
+            done=state["accuracies"],
+            on_result=self._record_network(index, child, state),
+            label=label,
+        )
+        means = {f"eval/{m}/acc": float(np.mean(v)) for m, v in result.items()}
+        self.tracker.log_metrics(child, means)
+        return result
+
+    def distill(
+        self, index: int, seed: int, state: dict[str, Any], child: str, label: str
+    ) -> SyntheticSet:
+        """Run the method from its last checkpoint, logging, showing progress, checkpointing
+        every ``checkpoint_every`` outer iterations and estimating the remaining time."""
+        iterations = self.config.method_config.iterations
+        resume = state.get("distill")
+        start = resume["iteration"] if resume else 0
+        started = time.perf_counter()
+        total_left = iterations * self.config.eval.num_exp - index * iterations - start
+        with tqdm(
+            total=iterations,
+            initial=start,
+            desc=f"{label}distill",
+            unit="it",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        ) as bar:
+
+            def after_iteration(it: int, metrics: dict[str, float], get_state) -> None:
+                self.tracker.log_metrics(child, metrics, step=it)
+                bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}", refresh=False)
+                bar.update(1)
+                if it == start:
+                    per_it = time.perf_counter() - started
+                    tqdm.write(
+                        f"estimate: distillation {per_it:.2f} s/it x {total_left} "
+                        f"iterations ≈ {_duration(per_it * total_left)} on this hardware"
+                    )
+                if (it + 1) % self.checkpoint_every == 0 or it + 1 == iterations:
+                    state["distill"] = get_state()
+                    self.checkpoints.save(index, state)
+
+            return self.method.distill(
+                self.train,
+                self.config.ipc,
+                self.config.method_config,
+                seed,
+                self.device,
+                resume=resume,
+                after_iteration=after_iteration,
+            )
+
+    def _record_network(self, index: int, child: str, state: dict[str, Any]):
+        """Callback after each evaluated network: checkpoint, log, estimate once."""
+        ev = self.config.eval
+        started = [time.perf_counter()]
+
+        def on_result(model: str, k: int, accuracy: float) -> None:
+            state["accuracies"].setdefault(model, []).append(accuracy)
+            self.checkpoints.save(index, state)
+            self.tracker.log_metrics(child, {f"eval/{model}/model_acc": accuracy}, step=k)
+            if started:
+                per_network = time.perf_counter() - started.pop()
+                left = (ev.num_exp - index) * ev.models_per_set - sum(
+                    len(v) for v in state["accuracies"].values()
+                )
+                tqdm.write(
+                    f"estimate: evaluation {per_network:.1f} s/network x {left} networks "
+                    f"left ≈ {_duration(per_network * left)}"
+                )
+
+        return on_result
+
+    def log_synthetic_set(self, synset: SyntheticSet, run_id: str, folder: Path) -> None:
+        card = self.train.card
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))
+        grid = save_grid(synset.images, synset.labels, card, folder / "synthetic_grid.png")
+        self.tracker.log_artifact(run_id, grid)
+
+    def judge_and_log(self, accuracies: dict[str, list[float]]) -> Verdict:
+        """Summary metrics, the verdict on the recipe's model, and their JSON artifacts."""
+        recipe, config = self.recipe, self.config
+        summary: dict[str, float] = {}
+        for model, values in accuracies.items():
+            summary[f"eval/{model}/acc"] = float(np.mean(values))
+            summary[f"eval/{model}/n"] = len(values)
+            if len(values) > 1:
+                summary[f"eval/{model}/acc_std"] = float(np.std(values, ddof=1))
+        self.tracker.log_metrics(self.parent, summary)
+        primary = config.eval.models[0]
+        outcome = verdict(
+            accuracies[primary],
+            recipe.published,
+            recipe.margin,
+            recipe.alpha,
+            config.budget,
+            config.overrides,
+        )
+        record = {
+            "recipe": recipe.name,
+            "recipe_version": recipe.version,
+            "model": primary,
+            **outcome.as_dict(),
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, content in (("accuracies.json", accuracies), ("verdict.json", record)):
+            (self.folder / name).write_text(json.dumps(content, indent=2))
+            self.tracker.log_artifact(self.parent, self.folder / name)
+        self.tracker.set_tags(self.parent, {"verdict": outcome.verdict})
+        print(f"\n{recipe.name} [{config.budget}] {primary}: {outcome.summary()}")
+        return outcome
 
 
-def _open_parent_run(
-    tracker: Tracker, recipe: Recipe, config: RunConfig, options: RunOptions, device: torch.device
-) -> str:
-    tags = {
+def _run_tags(recipe: Recipe, config: RunConfig, device: torch.device) -> dict[str, str]:
+    return {
         "recipe": recipe.name,
         "recipe_version": str(recipe.version),
         "budget": config.budget,
@@ -156,29 +352,14 @@ def _open_parent_run(
         "comparable": str(config.budget == "paper" and not config.overrides).lower(),
         **provenance_tags(device),
     }
-    if options.resume:
-        run = tracker.get_run(options.resume)
-        if run.data.tags.get("mlflow.parentRunId"):
-            raise UserError(
-                f"{options.resume} is a synthetic-set run; resume its parent "
-                f"{run.data.tags['mlflow.parentRunId']}"
-            )
-        if run.data.tags.get("config_hash") != config.config_hash():
-            raise UserError(
-                f"run {options.resume} was started as {run.data.tags.get('recipe')} "
-                f"budget={run.data.tags.get('budget')} seed={run.data.tags.get('seed')} "
-                f"(config {run.data.tags.get('config_hash')}); resume it with the same recipe, "
-                f"--budget, --seed and --set options (this command resolves to "
-                f"{config.config_hash()})"
-            )
-        if run.info.status == "FINISHED":
-            raise UserError(f"run {options.resume} already FINISHED; nothing to resume")
-        tracker.set_status(options.resume, "RUNNING")
-        tracker.set_tags(
-            options.resume, {"resumed_on": tags["hardware"], "resumed_commit": tags["git_commit"]}
-        )
-        return options.resume
-    run_id = tracker.start_run(f"{recipe.name}/{config.budget}/seed{config.seed}", tags)
+
+
+def _new_parent_run(
+    tracker: Tracker, recipe: Recipe, config: RunConfig, device: torch.device
+) -> str:
+    run_id = tracker.start_run(
+        f"{recipe.name}/{config.budget}/seed{config.seed}", _run_tags(recipe, config, device)
+    )
     params = {
         "recipe": recipe.name,
         "recipe_version": recipe.version,
@@ -190,190 +371,33 @@ def _open_parent_run(
         **as_flat_dict(config.eval, "eval"),
     }
     tracker.log_params(run_id, params)
-    folder = Path(options.out) / "sets" / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config.as_dict(), indent=2))
-    tracker.log_artifact(run_id, folder / "config.json")
     return run_id
 
 
-def _print_header(recipe: Recipe, config: RunConfig, run_id: str, uri: str, device) -> None:
-    budget = recipe.budgets.get(config.budget)
-    what = budget.description if budget else "the paper's protocol"
-    pub = recipe.published
-    std = f" ± {pub.std}" if pub.std is not None else ""
-    ev = config.eval
-    print(f"{recipe.name} (v{recipe.version}): {recipe.title}")
-    print(f"  budget   : {config.budget} — {what}")
-    if config.overrides:
-        print(f"  overrides: {' '.join(config.overrides)}")
-    print(f"  published: {pub.mean}{std} [{pub.source}]")
-    print(
-        f"  work     : {ev.num_exp} synthetic set(s) x "
-        f"{config.method_config.iterations} outer iterations; "
-        f"{ev.num_exp * ev.models_per_set} network(s) x {ev.epochs + 1} epochs"
-    )
-    print(f"  hardware : {hardware(device)}")
-    print(f"  run      : {run_id} in {uri} (config {config.config_hash()})")
+def _reopen_parent_run(
+    tracker: Tracker, run_id: str, config: RunConfig, device: torch.device
+) -> str:
+    """Check that ``run_id`` is an unfinished run of this very config and mark it RUNNING.
 
-
-def _child_run(tracker: Tracker, parent: str, index: int, resuming: bool) -> str:
-    if resuming:
-        for run in tracker.children(parent):
-            if run.data.tags.get("set_index") == str(index):
-                tracker.set_status(run.info.run_id, "RUNNING")
-                return run.info.run_id
-    return tracker.start_run(f"set{index}", {"set_index": str(index)}, parent_id=parent)
-
-
-def _one_synthetic_set(
-    index: int,
-    config: RunConfig,
-    method,
-    train: RealSet,
-    test: RealSet,
-    device: torch.device,
-    tracker: Tracker,
-    child: str,
-    checkpoints: CheckpointStore,
-    folder: Path,
-    options: RunOptions,
-) -> dict[str, list[float]]:
-    """Distil (or restore) synthetic set ``index``, then evaluate it; returns its accuracies."""
-    card = train.card
-    set_seed = derive_seed(config.seed, index)
-    image_shape = (card.num_classes * config.ipc, card.channels, *card.image_size)
-    saved = checkpoints.load(index, image_shape) or {}
-    state = {"distill": saved.get("distill"), "accuracies": saved.get("accuracies", {})}
-    iterations = config.method_config.iterations
-    start = state["distill"]["iteration"] if state["distill"] else 0
-    label = f"set {index + 1}/{config.eval.num_exp} "
-
-    if start < iterations:
-        started = time.perf_counter()
-        with tqdm(
-            total=iterations,
-            initial=start,
-            desc=f"{label}distill",
-            unit="it",
-            dynamic_ncols=True,
-            mininterval=1.0,
-        ) as bar:
-
-            def after_iteration(it, metrics, get_state):
-                tracker.log_metrics(child, metrics, step=it)
-                bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}", refresh=False)
-                bar.update(1)
-                if it == start and index == 0:
-                    per_it = time.perf_counter() - started
-                    remaining = iterations * config.eval.num_exp - it - 1
-                    tqdm.write(
-                        f"estimate: distillation {per_it:.2f} s/it x {remaining} "
-                        f"iterations left ≈ {_duration(per_it * remaining)}"
-                    )
-                if (it + 1) % options.checkpoint_every == 0 or it + 1 == iterations:
-                    state["distill"] = get_state()
-                    checkpoints.save(index, state)
-
-            synset = method.distill(
-                train,
-                config.ipc,
-                config.method_config,
-                set_seed,
-                device,
-                resume=state["distill"],
-                after_iteration=after_iteration,
-            )
-    else:
-        synset = SyntheticSet(
-            state["distill"]["images"],
-            torch.arange(card.num_classes).repeat_interleave(config.ipc),
-            config.method,
-            card.name,
-            config.ipc,
-            set_seed,
-            "",
+    Raises:
+        UserError: unknown run, a synthetic-set run, another config, or a finished run.
+    """
+    run = tracker.get_run(run_id)
+    tags = run.data.tags
+    if tags.get("mlflow.parentRunId"):
+        raise UserError(
+            f"{run_id} is a synthetic-set run; resume its parent {tags['mlflow.parentRunId']}"
         )
-    synset = dataclasses.replace(synset, config_hash=config.config_hash())
-    _log_synthetic_set(synset, card, tracker, child, folder / f"set{index}")
-
-    first_model = [time.perf_counter()]
-
-    def on_result(model: str, k: int, accuracy: float) -> None:
-        state["accuracies"].setdefault(model, []).append(accuracy)
-        checkpoints.save(index, state)
-        tracker.log_metrics(child, {f"eval/{model}/model_acc": accuracy}, step=k)
-        if first_model and index == 0:
-            per_model = time.perf_counter() - first_model.pop()
-            left = config.eval.num_exp * config.eval.models_per_set - 1
-            tqdm.write(
-                f"estimate: evaluation {per_model:.1f} s/network x {left} networks "
-                f"left ≈ {_duration(per_model * left)}"
-            )
-
-    result = evaluate_synthetic_set(
-        synset,
-        test,
-        config.eval,
-        derive_seed(set_seed, 1),
-        device,
-        done=state["accuracies"],
-        on_result=on_result,
-        label=label,
-    )
-    tracker.log_metrics(child, {f"eval/{m}/acc": float(np.mean(v)) for m, v in result.items()})
-    return result
-
-
-def _log_synthetic_set(
-    synset: SyntheticSet, card, tracker: Tracker, run_id: str, folder: Path
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))
-    tracker.log_artifact(
-        run_id, save_grid(synset.images, synset.labels, card, folder / "synthetic_grid.png")
-    )
-
-
-def _judge_and_log(
-    recipe: Recipe,
-    config: RunConfig,
-    accuracies: dict[str, list[float]],
-    tracker: Tracker,
-    parent: str,
-    folder: Path,
-) -> Verdict:
-    summary = {}
-    for model, values in accuracies.items():
-        std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-        summary[f"eval/{model}/acc"] = float(np.mean(values))
-        summary[f"eval/{model}/acc_std"] = std
-        summary[f"eval/{model}/n"] = len(values)
-    tracker.log_metrics(parent, {k: v for k, v in summary.items() if not np.isnan(v)})
-    primary = config.eval.models[0]
-    outcome = verdict(
-        accuracies[primary],
-        recipe.published,
-        recipe.margin,
-        recipe.alpha,
-        config.budget,
-        config.overrides,
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "accuracies.json").write_text(json.dumps(accuracies, indent=2))
-    (folder / "verdict.json").write_text(
-        json.dumps(
-            {
-                "recipe": recipe.name,
-                "recipe_version": recipe.version,
-                "model": primary,
-                **outcome.as_dict(),
-            },
-            indent=2,
+    if tags.get("config_hash") != config.config_hash():
+        raise UserError(
+            f"run {run_id} was started as {tags.get('recipe')} budget={tags.get('budget')} "
+            f"seed={tags.get('seed')} (config {tags.get('config_hash')}); resume it with the same "
+            f"recipe, --budget, --seed and --set options (this command resolves to config "
+            f"{config.config_hash()})"
         )
-    )
-    tracker.log_artifact(parent, folder / "accuracies.json")
-    tracker.log_artifact(parent, folder / "verdict.json")
-    tracker.set_tags(parent, {"verdict": outcome.verdict})
-    print(f"\n{recipe.name} [{config.budget}] {primary}: {outcome.summary()}")
-    return outcome
+    if run.info.status == "FINISHED":
+        raise UserError(f"run {run_id} already FINISHED; nothing to resume")
+    tracker.set_status(run_id, "RUNNING")
+    now = provenance_tags(device)
+    tracker.set_tags(run_id, {"resumed_on": now["hardware"], "resumed_commit": now["git_commit"]})
+    return run_id
