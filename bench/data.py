@@ -6,6 +6,7 @@ the evaluation both need (per-class sampling of real batches, a fast test pass).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class DatasetCard:
     splits: dict[str, int]
     source: str
     licence: str
+    md5: dict[str, str]
+    """file name under ``<root>/<folder>/raw`` -> md5 of the original file"""
 
     @property
     def num_classes(self) -> int:
@@ -66,6 +69,7 @@ def load_card(name: str) -> DatasetCard:
         splits=dict(raw["splits"]),
         source=raw["source"],
         licence=raw["licence"],
+        md5=dict(raw.get("checksums", {}).get("md5", {})),
     )
 
 
@@ -97,6 +101,23 @@ def denormalise(images: torch.Tensor, card: DatasetCard) -> torch.Tensor:
     return (images * std + mean).clamp(0.0, 1.0)
 
 
+def verify_checksums(card: DatasetCard, root: Path) -> None:
+    """Compare the md5 of every file the card lists that exists under ``root/folder/raw``.
+
+    Raises:
+        DataNotFoundError: a file differs from the original (corrupt or another version).
+    """
+    for name, expected in card.md5.items():
+        path = root / card.folder / "raw" / name
+        if path.is_file():
+            actual = hashlib.md5(path.read_bytes()).hexdigest()
+            if actual != expected:
+                raise DataNotFoundError(
+                    f"{path} has md5 {actual}, the {card.display_name} card says {expected}: "
+                    "the file is corrupt or not the original; delete it and re-download"
+                )
+
+
 def _torchvision_mnist_like(card: DatasetCard, root: Path, train: bool, download: bool):
     import torchvision
 
@@ -113,7 +134,7 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
 
     Raises:
         DataNotFoundError: the files are not under ``root`` (the message names the folder
-            searched and the flags that fix it).
+            searched and the flags that fix it), or differ from the card's checksums.
         ConfigError: the card names a loader this suite does not have.
     """
     if card.loader not in _LOADERS:
@@ -129,6 +150,7 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
             f"pass --data-root DIR (the folder that holds {card.folder}/), "
             "or add --download on a machine with network"
         ) from None
+    verify_checksums(card, root)
     expected = card.splits.get(split)
     if expected is not None and len(labels) != expected:
         raise DataNotFoundError(

@@ -104,6 +104,8 @@ class Reproduction:
     folder: Path
     """local copies of the artifacts: ``<out>/sets/<run id>``"""
     checkpoint_every: int
+    resume_command: str
+    """the command that continues this run after a failure"""
 
     @classmethod
     def start(cls, recipe: Recipe, options: RunOptions) -> Reproduction:
@@ -119,6 +121,18 @@ class Reproduction:
             parent = _reopen_parent_run(tracker, options.resume, config, device)
         else:
             parent = _new_parent_run(tracker, recipe, config, device)
+        where = [f"--out {out}", f"--data-root {options.data_root}"]
+        if options.tracking_uri:
+            where.append(f"--tracking-uri {options.tracking_uri}")
+        resume_command = " ".join(
+            [
+                f"python -m bench reproduce {recipe.name} --budget {config.budget}",
+                f"--seed {config.seed}",
+                *where,
+                *(f"--set {o}" for o in config.overrides),
+                f"--resume {parent}",
+            ]
+        )
         run = cls(
             recipe,
             config,
@@ -131,6 +145,7 @@ class Reproduction:
             CheckpointStore(out / "checkpoints" / parent, config.config_hash()),
             out / "sets" / parent,
             options.checkpoint_every,
+            resume_command,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -160,11 +175,9 @@ class Reproduction:
             for run_id in (child, self.parent):
                 if run_id is not None:
                     self.tracker.set_status(run_id, "FAILED")
-            overrides = "".join(f" --set {o}" for o in self.config.overrides)
             tqdm.write(
                 f"run {self.parent} marked FAILED; its artifacts and checkpoints are kept. "
-                f"Continue it with: python -m bench reproduce {self.recipe.name} --budget "
-                f"{self.config.budget} --seed {self.config.seed}{overrides} --resume {self.parent}"
+                f"Continue it with: {self.resume_command}"
             )
             raise
 

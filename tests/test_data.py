@@ -15,3 +15,22 @@ def test_mnist_splits_shapes_and_normalisation(mnist):
     assert abs(train.images.std().item() - 1.0) < 0.01
     pixels = denormalise(train.images[:100], train.card)
     assert pixels.min() >= 0 and pixels.max() <= 1 and pixels.max() > 0.99
+
+
+def test_a_corrupt_file_is_refused_by_its_checksum(data_root, tmp_path):
+    import pytest
+
+    from bench.data import load_card, load_real
+    from bench.errors import DataNotFoundError
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (data_root / "MNIST" / "raw").iterdir():
+        (raw / source.name).symlink_to(source)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    content = bytearray(labels.read_bytes())
+    content[-1] = (content[-1] + 1) % 10  # one wrong label
+    labels.unlink()
+    labels.write_bytes(bytes(content))
+    with pytest.raises(DataNotFoundError, match="t10k-labels-idx1-ubyte has md5 .* re-download"):
+        load_real(load_card("mnist"), tmp_path, "test")

@@ -149,10 +149,12 @@ def interrupted_run(args: list[str], at_iteration: int, monkeypatch) -> str:
 
 
 @pytest.mark.slow
-def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, data_root, monkeypatch):
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, data_root, monkeypatch, capsys):
     assert main(tiny_run(data_root, tmp_path / "straight")) == 0
     out = tmp_path / "killed"
     run_id = interrupted_run(tiny_run(data_root, out), 3, monkeypatch)
+    printed = capsys.readouterr().out  # the failure says how to continue, with --out
+    assert f"--out {out}" in printed and f"--resume {run_id}" in printed
     assert (out / "checkpoints" / run_id / "set0.pt").exists()
 
     other = main(tiny_run(data_root, out, "--resume", run_id, "--seed", "1"))
