@@ -114,6 +114,14 @@ def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:
     return dataclasses.replace(config, **changes)
 
 
+def require_positive(config: Any, names: tuple[str, ...], section: str) -> None:
+    """Raise ``ConfigError`` unless every named field of ``config`` is at least 1 (or None)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{section}.{name} must be at least 1, got {value}")
+
+
 def parse_set_options(items: list[str]) -> dict[str, dict[str, str]]:
     """Split ``--set section.key=value`` items into ``{section: {key: value}}``.
 

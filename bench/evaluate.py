@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench.augment import dc_augment
+from bench.config import require_positive
 from bench.data import RealSet
+from bench.errors import ConfigError
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
-from methods.networks import build_network
+from methods.networks import NETWORKS, build_network
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,16 @@ class EvalProtocol:
     """DC augmentation: maximum rotation in degrees"""
     batch_test: int = 1000
     """batch size of the test pass (speed only)"""
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in NETWORKS]
+        if unknown or not self.models:
+            raise ConfigError(
+                f"eval.models: unknown or no network(s) {unknown}; available: {', '.join(NETWORKS)}"
+            )
+        require_positive(
+            self, ("num_exp", "num_eval", "epochs", "batch_train", "batch_test"), "eval"
+        )
 
     @property
     def models_per_set(self) -> int:

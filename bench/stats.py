@@ -73,7 +73,7 @@ class Verdict:
         return "\n".join(
             [
                 f"verdict: {self.verdict}" + ("" if self.comparable else f" — {self.reason}"),
-                f"  measured : {self.mean:.2f} ± {self.std:.2f} (n={self.n})",
+                f"  measured : {self.mean:.2f} ± {_fmt(self.std)} (n={self.n})",
                 f"  published: {self.published_mean:.2f}{pub_std}{pub_n} [{self.published_source}]",
                 f"  test     : {self.test}; margin ±{self.margin:.2f} pp, alpha {self.alpha}",
                 f"  p-values : equivalence (TOST) {_fmt_p(self.p_equivalence)}, "
@@ -86,6 +86,10 @@ class Verdict:
 
 def _fmt_p(p: float) -> str:
     return "n/a" if math.isnan(p) else f"{p:.3g}"
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.2f}"
 
 
 def tost_and_welch(

@@ -36,11 +36,12 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from bench.config import require_positive
 from bench.data import RealSet
 from bench.errors import ConfigError, DivergedError
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
-from methods.networks import build_network
+from methods.networks import NETWORKS, build_network
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -72,6 +73,15 @@ class GMConfig:
     of the concatenated gradients (reference ``'mse'``/``'cos'``)"""
     model: str = "ConvNet"
     """network whose gradients are matched (ConvNet-3)"""
+
+    def __post_init__(self) -> None:
+        if self.model not in NETWORKS:
+            raise ConfigError(
+                f"method.model: unknown network {self.model!r}; available: {', '.join(NETWORKS)}"
+            )
+        require_positive(
+            self, ("iterations", "outer_loop", "inner_loop", "batch_real", "batch_train"), "method"
+        )
 
 
 _REFERENCE_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}

@@ -32,6 +32,20 @@ def test_ill_typed_values_are_errors(overrides):
         apply_overrides(GMConfig(), overrides, "--set method.*")
 
 
+@pytest.mark.parametrize(
+    ("config", "overrides", "message"),
+    [
+        (GMConfig(), {"iterations": 0}, "method.iterations must be at least 1"),
+        (GMConfig(), {"model": "MLP"}, "unknown network 'MLP'"),
+        (EvalProtocol(), {"models": "ConvNet,LeNet"}, "unknown or no network"),
+        (EvalProtocol(), {"num_eval": "0"}, "eval.num_eval must be at least 1"),
+    ],
+)
+def test_impossible_values_are_refused_before_a_run(config, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(config, overrides, "--set")
+
+
 def test_set_options_need_a_section_and_a_value():
     assert parse_set_options(["method.lr_img=0.2", "eval.epochs=5"]) == {
         "method": {"lr_img": "0.2"},

@@ -52,7 +52,8 @@ def test_far_measurements_are_not_reproduced():
 
 def test_few_noisy_measurements_are_inconclusive():
     assert verdict([88.0, 95.0], PUB, margin=1.0).verdict == "inconclusive"
-    assert verdict([91.7], PUB, margin=1.0).verdict == "inconclusive"
+    single = verdict([91.7], PUB, margin=1.0)
+    assert single.verdict == "inconclusive" and "91.70 ± n/a (n=1)" in single.summary()
 
 
 def test_reduced_budgets_and_overrides_are_never_compared():
