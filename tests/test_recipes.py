@@ -4,7 +4,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import ConfigError
-from bench.recipes import Recipe, load_recipe, recipe_names, resolve
+from bench.recipes import RECIPES_DIR, Recipe, load_recipe, recipe_names, resolve
 
 
 def test_every_recipe_validates(capsys):
@@ -52,3 +52,22 @@ def test_list_shows_every_recipe_with_its_published_number(capsys):
     for name in recipe_names():
         assert name in out
     assert "91.7 ± 0.5 (n=100)" in out and "98.8" in out
+
+
+def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
+    good = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
+    (tmp_path / "gm-mnist-ipc1.toml").write_text(good)
+    typo = good.replace('name = "gm-mnist-ipc1"', 'name = "typo"').replace(
+        "[method_overrides]", "[method_overrides]\nlr_imgg = 0.2"
+    )
+    (tmp_path / "typo.toml").write_text(typo)
+    (tmp_path / "extra.toml").write_text(
+        good.replace('name = "gm-mnist-ipc1"', 'name = "extra"\nbudget = "paper"')
+    )
+    monkeypatch.setattr("bench.recipes.RECIPES_DIR", tmp_path)
+    assert main(["validate"]) == 1
+    out = capsys.readouterr().out
+    assert "ok      gm-mnist-ipc1" in out
+    assert "FAILED  typo: unknown key 'lr_imgg'" in out and "did you mean 'lr_img'" in out
+    assert "FAILED  extra: recipe extra.toml: unknown key 'budget'" in out
+    assert "1 of 3 recipe(s) valid" in out
