@@ -107,6 +107,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m bench`` argument parser with its four subcommands."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -188,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (0, 1 for invalid recipes, 2/3 for user errors,
+    130 after Ctrl-C)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -42,6 +42,7 @@ class DatasetCard:
 
 
 def known_datasets() -> list[str]:
+    """Names of the dataset cards in ``datasets/``."""
     return sorted(p.stem for p in DATASET_CARDS_DIR.glob("*.toml"))
 
 

@@ -34,6 +34,7 @@ def git_commit() -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a result depends on."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -44,6 +45,7 @@ def package_versions() -> dict[str, str]:
 
 
 def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (or what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:

@@ -182,6 +182,7 @@ class Reproduction:
             raise
 
     def print_header(self) -> None:
+        """What is about to run: recipe, budget, overrides, published target, work, hardware."""
         recipe, config, ev = self.recipe, self.config, self.config.eval
         budget = recipe.budgets.get(config.budget)
         pub = recipe.published
@@ -311,6 +312,7 @@ class Reproduction:
         return on_result
 
     def log_synthetic_set(self, synset: SyntheticSet, run_id: str, folder: Path) -> None:
+        """Save the synthetic set and its picture under ``folder`` and log both to ``run_id``."""
         card = self.train.card
         folder.mkdir(parents=True, exist_ok=True)
         self.tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))

@@ -77,11 +77,13 @@ class Tracker:
             ) from None
 
     def children(self, parent_id: str) -> list:
+        """The runs nested under ``parent_id`` (one per synthetic set)."""
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
         )
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Log ``params`` as strings, in batches of 100 (MLflow's limit per call)."""
         from mlflow.entities import Param
 
         items = [Param(k, str(v)) for k, v in params.items()]
@@ -89,11 +91,13 @@ class Tracker:
             self.client.log_batch(run_id, params=items[start : start + 100])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set (or overwrite) tags of a run."""
         from mlflow.entities import RunTag
 
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+        """Log namespaced metrics (``distill/loss``, ``eval/ConvNet/acc``) at ``step``."""
         import time
 
         from mlflow.entities import Metric
@@ -104,9 +108,11 @@ class Tracker:
         )
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        """Copy the local file ``path`` into the run's artifacts."""
         self.client.log_artifact(run_id, str(path), artifact_path)
 
     def download_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        """Fetch artifact ``path`` of a run into the folder ``dst``; returns the local file."""
         return Path(self.client.download_artifacts(run_id, path, str(dst)))
 
     def set_status(self, run_id: str, status: str) -> None:
