@@ -119,15 +119,15 @@ def verify_checksums(card: DatasetCard, root: Path) -> None:
                 )
 
 
-def _torchvision_mnist_like(card: DatasetCard, root: Path, train: bool, download: bool):
+def _mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``[N, 1, 28, 28]`` images, int64 ``[N]`` labels (``torchvision.datasets.MNIST``)."""
     import torchvision
 
-    cls = {"torchvision.datasets.MNIST": torchvision.datasets.MNIST}[card.loader]
-    dataset = cls(str(root), train=train, download=download)
+    dataset = torchvision.datasets.MNIST(str(root), train=train, download=download)
     return dataset.data.unsqueeze(1), dataset.targets.long()
 
 
-_LOADERS = {"torchvision.datasets.MNIST": _torchvision_mnist_like}
+_LOADERS = {"torchvision.datasets.MNIST": _mnist}
 
 
 def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = False) -> RealSet:
@@ -142,7 +142,7 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
         raise ConfigError(f"dataset card {card.name!r} names unsupported loader {card.loader!r}")
     root = Path(root).expanduser().resolve()
     try:
-        images, labels = _LOADERS[card.loader](card, root, split == "train", download)
+        images, labels = _LOADERS[card.loader](root, split == "train", download)
     except RuntimeError as exc:
         if "not found" not in str(exc).lower():
             raise

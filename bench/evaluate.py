@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from bench.augment import dc_augment
 from bench.config import require_positive
-from bench.data import RealSet
+from bench.data import DatasetCard, RealSet
 from bench.errors import ConfigError
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
@@ -77,21 +77,22 @@ class EvalProtocol:
 def train_on_synthetic(
     model: str,
     synset: SyntheticSet,
-    card_channels: int,
-    num_classes: int,
-    image_size: tuple[int, int],
+    card: DatasetCard,
     protocol: EvalProtocol,
     seed: int,
     device: torch.device,
     on_epoch: Callable[[], None] | None = None,
 ) -> torch.nn.Module:
-    """Train one freshly initialised ``model`` on ``synset`` under ``protocol``.
+    """Train one freshly initialised ``model`` for ``card``'s image shape and classes on
+    ``synset`` (images ``[N, C, H, W]`` normalised, labels ``[N]``) under ``protocol``.
 
     The initial parameters come from ``derive_seed(seed, 0)``; data order and augmentation
     draws from a generator seeded with ``derive_seed(seed, 1)``. Returns the trained network
     (on ``device``, in train mode).
     """
-    net = build_network(model, card_channels, num_classes, image_size, derive_seed(seed, 0))
+    net = build_network(
+        model, card.channels, card.num_classes, card.image_size, derive_seed(seed, 0)
+    )
     net = net.to(device).train()
     generator = torch.Generator().manual_seed(derive_seed(seed, 1))
     images = synset.images.to(device)
@@ -185,9 +186,7 @@ def evaluate_synthetic_set(
                 net = train_on_synthetic(
                     model,
                     synset,
-                    card.channels,
-                    card.num_classes,
-                    card.image_size,
+                    card,
                     protocol,
                     derive_seed(seed, m_index, k),
                     device,

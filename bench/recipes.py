@@ -124,6 +124,8 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
     pub = raw["published"]
     _check_keys(pub, _PUBLISHED_KEYS, f"{where} [published]")
     _check_keys(raw["test"], _TEST_KEYS, f"{where} [test]")
+    if "margin" not in raw["test"]:
+        raise ConfigError(f"{where} [test]: missing the equivalence 'margin' (percentage points)")
     budgets = {}
     for budget_name, table in raw["budgets"].items():
         if budget_name not in BUDGETS or budget_name == "paper":
@@ -134,6 +136,11 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         _check_keys(table, _BUDGET_KEYS, f"{where} [budgets.{budget_name}]")
         budgets[budget_name] = Budget(
             table.get("description", ""), dict(table.get("method", {})), dict(table.get("eval", {}))
+        )
+    margin, alpha = float(raw["test"]["margin"]), float(raw["test"].get("alpha", 0.05))
+    if margin <= 0 or not 0 < alpha < 1:
+        raise ConfigError(
+            f"{where} [test]: need margin > 0 and 0 < alpha < 1, got margin={margin}, alpha={alpha}"
         )
     for needed in ("smoke", "reduced"):
         if needed not in budgets:
@@ -155,8 +162,8 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         ),
         published_note=pub.get("note", ""),
         published_checked=bool(pub.get("checked", False)),
-        margin=float(raw["test"]["margin"]),
-        alpha=float(raw["test"].get("alpha", 0.05)),
+        margin=margin,
+        alpha=alpha,
         budgets=budgets,
         path=path,
     )

@@ -71,3 +71,14 @@ def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
     assert "FAILED  typo: unknown key 'lr_imgg'" in out and "did you mean 'lr_img'" in out
     assert "FAILED  extra: recipe extra.toml: unknown key 'budget'" in out
     assert "1 of 3 recipe(s) valid" in out
+
+
+def test_a_recipe_without_a_usable_margin_is_refused(tmp_path, monkeypatch):
+    good = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
+    monkeypatch.setattr("bench.recipes.RECIPES_DIR", tmp_path)
+    (tmp_path / "gm-mnist-ipc1.toml").write_text(good.replace("margin = 1.0", "margin = 0.0"))
+    with pytest.raises(ConfigError, match=r"\[test\]: need margin > 0"):
+        load_recipe("gm-mnist-ipc1")
+    (tmp_path / "gm-mnist-ipc1.toml").write_text(good.replace("margin = 1.0", ""))
+    with pytest.raises(ConfigError, match="missing the equivalence 'margin'"):
+        load_recipe("gm-mnist-ipc1")
