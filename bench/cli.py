@@ -1,4 +1,5 @@
-"""Command line: ``python -m bench {list, validate, reproduce, regress, leaderboard, bench}``.
+"""Command line: ``python -m bench {list, validate, reproduce, sweep, regress, leaderboard,
+bench}``.
 
 User errors (unknown recipe or key, missing data, bad shapes, corrupt checkpoints, NaN loss)
 print one ``error: ...`` line and exit non-zero, without a traceback.
@@ -121,6 +122,36 @@ def _cmd_regress(args: argparse.Namespace) -> int:
     return regress(_run_options(args), entries, Path(args.baselines), args.record)
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+
+    from bench.sweep import SweepOptions, sweep
+
+    workers = args.workers or max(1, (os.cpu_count() or 1) // args.threads)
+    outcomes = sweep(
+        SweepOptions(
+            recipes=tuple(args.recipes),
+            seeds=tuple(args.seeds),
+            budget=args.budget,
+            set_items=tuple(args.set),
+            dataset=args.dataset,
+            eval_models=tuple(args.eval_models),
+            # absolute: the tasks run in the repository root, or on other machines
+            data_root=Path(args.data_root).resolve(),
+            out=Path(args.out).resolve(),
+            tracking_uri=args.tracking_uri,
+            device=args.device,
+            executor=args.executor,
+            workers=workers,
+            threads=args.threads,
+            ray_address=args.ray_address,
+            retries=args.retries,
+            checkpoint_every=args.checkpoint_every,
+        )
+    )
+    return 1 if any(o.status == "FAILED" for o in outcomes) else 0
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.leaderboard import write_leaderboards
     from bench.tracking import Tracker, resolve_tracking_uri
@@ -147,18 +178,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Where data, tracking and outputs live, and the device: shared by reproduce and regress."""
+def _add_run_arguments(p: argparse.ArgumentParser, download: bool = True) -> None:
+    """Where data, tracking and outputs live, and the device: shared by reproduce, regress
+    and sweep (whose concurrent tasks must not download)."""
     p.add_argument(
         "--data-root",
         default="../shared/datasets",
         help="folder holding the datasets in torchvision layout (default: ../shared/datasets)",
     )
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="let torchvision download missing data (needs network)",
-    )
+    if download:
+        p.add_argument(
+            "--download",
+            action="store_true",
+            help="let torchvision download missing data (needs network)",
+        )
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -172,36 +205,14 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m bench`` argument parser and its subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="recipes and the published number each targets")
-    p.set_defaults(func=_cmd_list)
-
-    p = sub.add_parser(
-        "validate", help="check every recipe (keys, types, budgets) without running it"
-    )
-    p.add_argument("recipes", nargs="*", help="recipes to check (default: all)")
-    p.set_defaults(func=_cmd_validate)
-
-    p = sub.add_parser("reproduce", help="distil, evaluate, log to MLflow and give a verdict")
-    p.add_argument("recipe", help="recipe name (see: python -m bench list)")
+def _add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """How a recipe is run: budget, overrides, data copy, extra architectures, checkpoints."""
     p.add_argument(
         "--budget",
         choices=("smoke", "reduced", "paper"),
         default="smoke",
         help="paper: the paper's protocol; reduced/smoke: the recipe's smaller "
         "budgets, never compared with the paper (default: smoke)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="base seed of the run (default: 0)")
-    _add_run_arguments(p)
-    p.add_argument(
-        "--resume",
-        metavar="RUN_ID",
-        default=None,
-        help="continue a killed or failed run from its checkpoints",
     )
     p.add_argument(
         "--set",
@@ -233,6 +244,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="also evaluate each set on these architectures (DC Table 2), e.g. MLP LeNet "
         "AlexNet VGG11 ResNet18; logged as eval/<arch>/acc",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m bench`` argument parser and its subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="recipes and the published number each targets")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser(
+        "validate", help="check every recipe (keys, types, budgets) without running it"
+    )
+    p.add_argument("recipes", nargs="*", help="recipes to check (default: all)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("reproduce", help="distil, evaluate, log to MLflow and give a verdict")
+    p.add_argument("recipe", help="recipe name (see: python -m bench list)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the run (default: 0)")
+    _add_recipe_arguments(p)
+    _add_run_arguments(p)
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        default=None,
+        help="continue a killed or failed run from its checkpoints",
+    )
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(
@@ -252,6 +290,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="RECIPE", help="run only these suite recipes")
     _add_run_arguments(p)
     p.set_defaults(func=_cmd_regress)
+
+    p = sub.add_parser(
+        "sweep",
+        help="many reproductions (recipes x seeds) in parallel, locally or on Ray; resumable",
+    )
+    p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipes or groups to run")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="base seeds, one run each (default: 0)"
+    )
+    _add_recipe_arguments(p)
+    _add_run_arguments(p, download=False)
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine; ray: Ray tasks (default: local)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tasks at a time (default: CPU cores // --threads; with --ray-address, as many "
+        "as the cluster fits)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per task (default: 1)")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join this Ray cluster (e.g. ray://head:10001 or head:6379); default: start Ray "
+        "here. A cluster needs --tracking-uri of an MLflow server",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="times a failed task is continued from its checkpoints (default: 1)",
+    )
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(
         "leaderboard", help="tables and plots of every recipe from the runs in an MLflow store"

@@ -4,10 +4,18 @@ The default store is an embedded SQLite database, ``<out>/mlflow.db``, with arti
 ``<out>/mlartifacts``; ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` selects any other store or
 tracking server. The explicit ``MlflowClient`` API is used (no global active run), so a crash
 handler can mark exactly the runs it owns as FAILED.
+
+SQLite allows one writer at a time, and MLflow's first use of a new database creates its schema:
+several processes logging to one ``sqlite:`` store at once (a local ``bench sweep``, or two
+``reproduce`` commands) can fail with "database is locked" or a half-made schema. Every call to a
+SQLite store therefore holds an inter-process file lock, ``<database>.lock``; tracking servers
+serialise writes themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,34 @@ def resolve_tracking_uri(uri: str | None, out: Path) -> str:
     return f"sqlite:///{(out / 'mlflow.db').resolve()}"
 
 
+def _sqlite_lock(uri: str):
+    """An inter-process lock beside the database of a ``sqlite:///`` URI; a no-op otherwise."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(uri.removeprefix("sqlite:///") + ".lock")
+
+
+class _Serialised:
+    """``client`` with every method call made while holding ``lock``."""
+
+    def __init__(self, client, lock) -> None:
+        self._client, self._lock = client, lock
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def locked(*args, **kwargs):
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return locked
+
+
 class Tracker:
     """Thin wrapper over ``MlflowClient`` for one experiment.
 
@@ -44,17 +80,29 @@ class Tracker:
         for noisy in ("alembic", "mlflow.store.db.utils"):  # schema set-up chatter
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.get_experiment_by_name(experiment)
+        lock = _sqlite_lock(uri)
+        # the client makes a new database's schema, and the experiment is looked up and created,
+        # under the lock: concurrent first runs make one schema and one experiment
+        with lock:
+            self.client = _Serialised(MlflowClient(tracking_uri=uri), lock)
+            self.experiment_id = self._experiment_id(experiment, out)
+
+    def _experiment_id(self, name: str, out: Path) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
         if found is not None:
-            self.experiment_id = found.experiment_id
-        else:
-            location = None
-            if uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri:
-                location = (out / "mlartifacts").resolve().as_uri()
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location
-            )
+            return found.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:") or self.uri.startswith("file:") or "://" not in self.uri:
+            location = (out / "mlartifacts").resolve().as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # another process created it since (a tracking server's race)
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
 
     def start_run(self, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
         """Create a RUNNING run (nested under ``parent_id`` if given); returns its id."""

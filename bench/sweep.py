@@ -1,0 +1,382 @@
+"""``python -m bench sweep``: many reproductions (recipes x seeds) at once, resumable.
+
+Each task is one ``python -m bench reproduce RECIPE --seed S`` in its own process, so a task
+that crashes takes nothing else with it and every result takes the one path of ``reproduce``.
+The tasks run on an existing engine, never a scheduler of this project's own:
+
+- ``local`` (default): a pool of ``--workers`` processes on this machine
+  (``concurrent.futures``); each gets ``--threads`` CPU threads.
+- ``ray``: one Ray task per reproduction, on the cluster at ``--ray-address`` or on a Ray
+  instance started on this machine. Every node must see the data root and the tracking store:
+  use a tracking server (``mlflow server``, see README) for a cluster.
+
+All tasks log to one tracking store. A SQLite store is safe for a local sweep (``Tracker``
+serialises its writers); a cluster needs a server.
+
+Resuming: a task is identified in the store by its recipe and resolved-config hash (which
+includes the seed). Before running, a sweep skips every task with a FINISHED run, continues the
+newest unfinished run (FAILED, or RUNNING because its sweep was killed) with ``--resume`` from
+its checkpoints, and starts the rest. A task that fails is retried the same way, ``--retries``
+times. Do not run two sweeps of the same tasks against one store at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from bench.config import parse_set_options
+from bench.errors import UserError
+from bench.paths import REPO_ROOT
+from bench.recipes import Recipe, RecipeGroup, load_recipe, resolve
+from bench.tracking import Tracker, resolve_tracking_uri
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Command-line options of ``sweep`` (see ``python -m bench sweep --help``)."""
+
+    recipes: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    budget: str = "smoke"
+    set_items: tuple[str, ...] = ()
+    """``--set KEY=VALUE`` items, passed to every task"""
+    dataset: str | None = None
+    eval_models: tuple[str, ...] = ()
+    data_root: Path = Path("../shared/datasets")
+    out: Path = Path("runs")
+    tracking_uri: str | None = None
+    device: str = "auto"
+    executor: str = "local"
+    workers: int = 1
+    threads: int = 1
+    """CPU threads of each task (``OMP_NUM_THREADS``; Ray's ``num_cpus`` per task)"""
+    ray_address: str | None = None
+    retries: int = 1
+    checkpoint_every: int = 10
+
+
+@dataclass(frozen=True)
+class Task:
+    """One reproduction of a sweep: a recipe at one seed, and its resolved-config hash."""
+
+    recipe: str
+    seed: int
+    config_hash: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.recipe} seed {self.seed}"
+
+
+@dataclass
+class Outcome:
+    """How a task of a sweep ended."""
+
+    task: Task
+    status: str = "pending"
+    """``skipped`` (already FINISHED), ``FINISHED`` or ``FAILED``"""
+    run_id: str = ""
+    attempts: int = 0
+    seconds: float = 0.0
+    log: Path | None = None
+
+
+def plan(options: SweepOptions) -> list[Task]:
+    """The tasks of a sweep: every recipe (groups expanded to their members) at every seed.
+
+    Raises:
+        UserError: unknown recipe, bad ``--set`` or budget (checked here, before anything runs).
+    """
+    names: list[str] = []
+    for name in options.recipes:
+        recipe = load_recipe(name)
+        names += recipe.members if isinstance(recipe, RecipeGroup) else [name]
+    set_options = parse_set_options(list(options.set_items))
+    tasks = []
+    for name in dict.fromkeys(names):  # once each, in order
+        recipe = load_recipe(name)
+        assert isinstance(recipe, Recipe)
+        for seed in dict.fromkeys(options.seeds):
+            config = resolve(
+                recipe, options.budget, seed, set_options, options.dataset, options.eval_models
+            )
+            tasks.append(Task(name, seed, config.config_hash()))
+    return tasks
+
+
+def task_runs(tracker: Tracker, task: Task) -> list:
+    """The reproduction (parent) runs of ``task`` in the store, newest first."""
+    return tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=(
+            f"tags.recipe = '{task.recipe}' and tags.config_hash = '{task.config_hash}'"
+        ),
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def _state(tracker: Tracker, task: Task) -> tuple[str, str]:
+    """``("FINISHED", run id)``, ``("unfinished", run id to resume)`` or ``("new", "")``."""
+    runs = task_runs(tracker, task)
+    for run in runs:
+        if run.info.status == "FINISHED":
+            return "FINISHED", run.info.run_id
+    return ("unfinished", runs[0].info.run_id) if runs else ("new", "")
+
+
+def task_command(options: SweepOptions, task: Task, tracking_uri: str, resume: str) -> list[str]:
+    """The ``python -m bench reproduce`` command line of one task (continuing ``resume``)."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "reproduce",
+        task.recipe,
+        "--budget",
+        options.budget,
+        "--seed",
+        str(task.seed),
+        "--data-root",
+        str(options.data_root),
+        "--out",
+        str(options.out),
+        "--tracking-uri",
+        tracking_uri,
+        "--device",
+        options.device,
+        "--checkpoint-every",
+        str(options.checkpoint_every),
+    ]
+    for item in options.set_items:
+        command += ["--set", item]
+    if options.dataset:
+        command += ["--dataset", options.dataset]
+    if options.eval_models:
+        command += ["--eval-models", *options.eval_models]
+    if resume:
+        command += ["--resume", resume]
+    return command
+
+
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when the sweep dies (Linux), so no orphan keeps logging."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_command(command: list[str], log: str, threads: int, cwd: str | None) -> int:
+    """Run one task's command with ``threads`` CPU threads, appending its output to ``log``;
+    returns its exit code. Used by both executors (it runs on the Ray worker under ``ray``)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        return subprocess.run(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        ).returncode
+
+
+class LocalExecutor:
+    """``workers`` task processes at a time on this machine."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.threads = threads
+
+    def submit(self, command: list[str], log: Path) -> Future:
+        return self.pool.submit(run_command, command, str(log), self.threads, str(REPO_ROOT))
+
+    def wait(self, handles: Iterable, timeout: float) -> set:
+        return wait(list(handles), timeout=timeout, return_when=FIRST_COMPLETED).done
+
+    def result(self, handle: Future) -> int:
+        return handle.result()
+
+    def running(self, handles: Iterable) -> str:
+        return f"{sum(1 for h in handles if h.running())} running"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RayExecutor:
+    """One Ray task per reproduction, each reserving ``threads`` CPUs.
+
+    With ``address`` it joins that cluster and ships this checkout to the workers as the tasks'
+    working directory; without it, it starts a Ray instance here with ``workers * threads``
+    CPUs.
+    """
+
+    def __init__(self, address: str | None, workers: int, threads: int) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError(
+                "--executor ray needs Ray: pip install 'ray>=2.9' (or pip install -e '.[ray]')"
+            ) from None
+        self.ray = ray
+        if address:
+            excludes = [".git", ".venv", ".tox", "runs", "bench-results", "*.db"]
+            ray.init(
+                address=address,
+                runtime_env={"working_dir": str(REPO_ROOT), "excludes": excludes},
+                log_to_driver=False,
+            )
+            self.cwd = None  # the shipped working directory
+        else:
+            ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
+            self.cwd = str(REPO_ROOT)
+        self.remote = ray.remote(max_retries=0)(run_command).options(num_cpus=threads)
+        self.threads = threads
+
+    def submit(self, command: list[str], log: Path):
+        return self.remote.remote(command, str(log), self.threads, self.cwd)
+
+    def wait(self, handles: Iterable, timeout: float) -> set:
+        handles = list(handles)
+        ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        if ready:  # collect everything else that is ready too, without waiting again
+            ready, _ = self.ray.wait(handles, num_returns=len(handles), timeout=0)
+        return set(ready)
+
+    def result(self, handle) -> int:
+        return self.ray.get(handle)
+
+    def running(self, handles: Iterable) -> str:
+        return f"{len(list(handles))} in flight"  # Ray does not say which have started
+
+    def close(self) -> None:
+        self.ray.shutdown()
+
+
+def _tracking_uri(options: SweepOptions) -> str:
+    uri = resolve_tracking_uri(options.tracking_uri, options.out)
+    if options.executor == "ray" and options.ray_address and not uri.startswith("http"):
+        raise UserError(
+            f"a sweep on a Ray cluster needs a tracking server every node can reach, not {uri}: "
+            "start one with `mlflow server --backend-store-uri sqlite:///runs/mlflow-server.db "
+            "--artifacts-destination runs/mlartifacts --host 0.0.0.0 --port 5000` and pass "
+            "--tracking-uri http://<that host>:5000"
+        )
+    return uri
+
+
+def _executor(options: SweepOptions):
+    if options.executor == "local":
+        return LocalExecutor(options.workers, options.threads)
+    if options.executor == "ray":
+        return RayExecutor(options.ray_address, options.workers, options.threads)
+    raise UserError(f"--executor {options.executor!r}: choose local or ray")
+
+
+def sweep(options: SweepOptions) -> list[Outcome]:
+    """Run (or resume) every task of a sweep; returns how each ended.
+
+    Shows one progress bar over all tasks (done, running, failed, ETA) and a line per finished
+    or failed task; each task's own output goes to ``<out>/sweep-logs/<recipe>-seed<S>.log``.
+
+    Raises:
+        UserError: bad recipes or options (before anything runs).
+    """
+    if options.workers < 1 or options.threads < 1 or options.retries < 0:
+        raise UserError("--workers and --threads must be at least 1, --retries at least 0")
+    tasks = plan(options)
+    uri = _tracking_uri(options)
+    tracker = Tracker(uri, options.out)
+    outcomes = {task: Outcome(task) for task in tasks}
+    todo: list[tuple[Task, str]] = []
+    for task in tasks:
+        state, run_id = _state(tracker, task)
+        if state == "FINISHED":
+            outcomes[task].status, outcomes[task].run_id = "skipped", run_id
+        else:
+            todo.append((task, run_id))
+    skipped = len(tasks) - len(todo)
+    resumed = sum(1 for _, run_id in todo if run_id)
+    print(
+        f"sweep: {len(tasks)} task(s) — {skipped} already FINISHED (skipped), {resumed} "
+        f"to resume, {len(todo) - resumed} new; executor {options.executor}, "
+        f"{options.workers} worker(s) x {options.threads} thread(s); tracking {uri}"
+    )
+    if not todo:
+        return list(outcomes.values())
+
+    executor = _executor(options)
+    logs = Path(options.out) / "sweep-logs"
+    pending: dict = {}
+    started: dict[Task, float] = {}
+
+    def submit(task: Task, resume: str) -> None:
+        outcome = outcomes[task]
+        outcome.attempts += 1
+        outcome.log = logs / f"{task.recipe}-seed{task.seed}.log"
+        started[task] = time.perf_counter()
+        pending[executor.submit(task_command(options, task, uri, resume), outcome.log)] = task
+
+    failed = 0
+    try:
+        for task, resume in todo:
+            submit(task, resume)
+        with tqdm(
+            total=len(tasks),
+            initial=skipped,
+            desc="sweep",
+            unit="task",
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,  # a log file gets few lines
+        ) as bar:
+            while pending:
+                bar.set_postfix_str(f"{executor.running(pending)}, {failed} failed", refresh=False)
+                bar.update(0)  # redraws (elapsed, ETA) at most every mininterval
+                for handle in executor.wait(pending, timeout=2.0):
+                    task = pending.pop(handle)
+                    outcome = outcomes[task]
+                    code = executor.result(handle)
+                    outcome.seconds += time.perf_counter() - started[task]
+                    state, run_id = _state(tracker, task)
+                    outcome.run_id = run_id
+                    if code == 0 and state == "FINISHED":
+                        outcome.status = "FINISHED"
+                        bar.update(1)
+                        tqdm.write(f"done    {task.name}: run {run_id} ({outcome.seconds:.0f} s)")
+                    elif outcome.attempts <= options.retries:
+                        tqdm.write(f"retry   {task.name}: exit {code}; see {outcome.log}")
+                        submit(task, run_id if state == "unfinished" else "")
+                    else:
+                        outcome.status = "FAILED"
+                        failed += 1
+                        bar.update(1)
+                        tqdm.write(f"FAILED  {task.name}: exit {code}; see {outcome.log}")
+    finally:
+        executor.close()
+    results = list(outcomes.values())
+    print(
+        tabulate(
+            [
+                [o.task.recipe, o.task.seed, o.status, o.run_id, o.attempts, o.log or ""]
+                for o in results
+            ],
+            headers=["recipe", "seed", "status", "run", "attempts", "log"],
+        )
+    )
+    return results
