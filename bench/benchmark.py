@@ -3,10 +3,13 @@
 For each ipc it measures, on real MNIST with the paper's per-iteration settings (256 real
 images per class, the reference's outer/inner loops):
 
-- outer iterations per second of gradient matching (median over the timed iterations), with
-  the reference's per-class matching step and with the class-batched one (``method.matching``),
-  and the per-class loop's FLOPs per second as a fraction of this device's fp32 matmul peak
-  (the physical limit of any speed-up of the same maths);
+- outer iterations per second of gradient matching (median over the timed iterations) with the
+  plain loop (the defaults: the reference's per-class matching in float32) and, side by side on
+  the same seeds, with each fast variant (``VARIANTS``): its ratio to the plain loop and the
+  relative difference of its synthetic set from the plain loop's after the timed iterations
+  (float summation order for the speed-only variants; bf16 changes the numbers); and the plain
+  loop's FLOPs per second as a fraction of this device's fp32 matmul peak (the physical limit
+  of any speed-up of the same maths);
 - evaluation epochs per second of training one ConvNet-3 on the ``10 * ipc`` synthetic images
   with DC augmentation, and the seconds of one pass over the 10,000 test images;
 - side by side on the same synthetic set and seeds: ``networks`` ConvNet-3s trained one after
@@ -22,6 +25,8 @@ A speed goal belongs here, not in a timed unit test.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import resource
 import statistics
@@ -32,6 +37,7 @@ import torch
 from tabulate import tabulate
 
 from bench.data import load_card, load_real
+from bench.errors import UserError
 from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
 from bench.provenance import git_commit, hardware, package_versions
 from bench.runner import pick_device
@@ -60,28 +66,56 @@ def _matmul_peak_gflops(device, size: int = 4096) -> float:
     return 2 * size**3 / best / 1e9
 
 
+VARIANTS: dict[str, dict] = {
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "batched": {"matching": "batched"},
+    "bf16": {"precision": "bf16"},
+}
+"""fast variants of the distillation loop (``GMConfig`` fields) compared with the plain loop"""
+
+
 def _time_distillation(
-    real, ipc: int, iterations: int, device, matching: str
-) -> tuple[float, float]:
-    """(median seconds per outer iteration, FLOPs per outer iteration) of DC at the paper's
-    settings, with the per-class (``per_class``, the reference's) or class-batched
-    (``batched``) matching step. FLOPs are counted by ``FlopCounterMode`` over the timed
-    iterations (its per-operator bookkeeping is small next to these convolutions)."""
+    real, ipc: int, iterations: int, device, config: GMConfig, count_flops: bool = False
+) -> tuple[float, float, torch.Tensor]:
+    """(median seconds per outer iteration, FLOPs per outer iteration or 0, final synthetic
+    images) of ``iterations`` outer iterations of DC at ``config`` (seed 0). FLOPs are counted by
+    ``FlopCounterMode`` (its per-operator bookkeeping is small next to these convolutions)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     stamps = [time.perf_counter()]
-    config = GMConfig(iterations=iterations, matching=matching)
-    with FlopCounterMode(display=False) as counter:
-        distill(
+    counter = FlopCounterMode(display=False)
+    with counter if count_flops else contextlib.nullcontext():
+        synset = distill(
             real,
             ipc,
-            config,
+            dataclasses.replace(config, iterations=iterations),
             seed=0,
             device=device,
             after_iteration=lambda *_: stamps.append(time.perf_counter()),
         )
     seconds = statistics.median(b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True))
-    return seconds, counter.get_total_flops() / iterations
+    flops = counter.get_total_flops() / iterations if count_flops else 0.0
+    return seconds, flops, synset.images
+
+
+def _compare_distillation(real, ipc: int, iterations: int, device, variants) -> dict:
+    """The plain loop and each variant on the same seeds: seconds per outer iteration, ratio
+    to plain, and the relative difference of the synthetic set from the plain loop's."""
+    plain_s, flops, plain_images = _time_distillation(
+        real, ipc, iterations, device, GMConfig(), count_flops=True
+    )
+    compared = {}
+    for name in variants:
+        seconds, _, images = _time_distillation(
+            real, ipc, iterations, device, GMConfig(**VARIANTS[name])
+        )
+        compared[name] = {
+            "seconds_per_outer_iteration": seconds,
+            "speedup": plain_s / seconds,
+            "relative_set_difference": float((images - plain_images).norm() / plain_images.norm()),
+        }
+    return {"seconds_per_outer_iteration": plain_s, "flops": flops, "variants": compared}
 
 
 def _timed(fn, device):
@@ -155,27 +189,35 @@ def run_benchmark(
     data_root: Path,
     out: Path,
     device_name: str,
-    ipcs: tuple[int, ...] = (1, 10),
+    ipcs: tuple[int, ...] = (1,),
     iterations: int = 3,
     epochs: int = 20,
     networks: int = 20,
+    variants: tuple[str, ...] | None = None,
 ) -> dict:
-    """Measure and report (see module docstring); returns the JSON-ready results."""
+    """Measure and report (see module docstring); returns the JSON-ready results.
+
+    Raises:
+        UserError: an unknown variant (``variants``: names of ``VARIANTS``; None: all).
+    """
     if method != "gm":
         raise ValueError(f"no benchmark for method {method!r}")
+    variants = tuple(VARIANTS) if variants is None else variants
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UserError(f"--variants {' '.join(unknown)}: unknown; known: {', '.join(VARIANTS)}")
     device = pick_device(device_name)
     card = load_card("mnist")
     real = load_real(card, data_root, "train").to(device)
     test = load_real(card, data_root, "test")
     peak = _matmul_peak_gflops(device)
-    rows, results = [], []
+    rows, variant_rows, results = [], [], []
     for ipc in ipcs:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        seconds_per_it, flops_per_it = _time_distillation(
-            real, ipc, iterations, device, "per_class"
-        )
-        batched_per_it, _ = _time_distillation(real, ipc, iterations, device, "batched")
+        distillation = _compare_distillation(real, ipc, iterations, device, variants)
+        seconds_per_it = distillation["seconds_per_outer_iteration"]
+        flops_per_it = distillation["flops"]
         of_peak = flops_per_it / seconds_per_it / 1e9 / peak
         epochs_per_s, test_s = _time_evaluation(test, ipc, epochs, device)
         sequential, batched, gap = _compare_batched_evaluation(
@@ -189,8 +231,7 @@ def run_benchmark(
             "seconds_per_outer_iteration": seconds_per_it,
             "gflop_per_outer_iteration": flops_per_it / 1e9,
             "distillation_fraction_of_matmul_peak": of_peak,
-            "batched_matching_seconds_per_outer_iteration": batched_per_it,
-            "batched_matching_speedup": seconds_per_it / batched_per_it,
+            "distillation_variants": distillation["variants"],
             "eval_epochs_per_s": epochs_per_s,
             "test_pass_s": test_s,
             "eval_networks": networks,
@@ -206,7 +247,6 @@ def run_benchmark(
                 ipc,
                 f"{outer}/{inner}",
                 f"{seconds_per_it:.2f} ({100 * of_peak:.0f}% of peak)",
-                f"{batched_per_it:.2f} ({seconds_per_it / batched_per_it:.2f}x)",
                 f"{1 / seconds_per_it:.3f}",
                 f"{epochs_per_s:.1f}",
                 f"{test_s:.1f}",
@@ -217,6 +257,18 @@ def run_benchmark(
                 f"{result['peak_memory_mb']:.0f}",
             ]
         )
+        for name, measured in distillation["variants"].items():
+            variant_rows.append(
+                [
+                    ipc,
+                    name,
+                    " ".join(f"method.{k}={v}" for k, v in VARIANTS[name].items()),
+                    "yes" if _speed_only(name) else "no: off protocol",
+                    f"{measured['seconds_per_outer_iteration']:.2f}",
+                    f"{measured['speedup']:.2f}x",
+                    f"{measured['relative_set_difference']:.1e}",
+                ]
+            )
     report = {
         "method": method,
         "dataset": card.name,
@@ -238,8 +290,7 @@ def run_benchmark(
             headers=[
                 "ipc",
                 "loops",
-                "s/outer it",
-                "batched matching s/it",
+                "plain s/outer it",
                 "outer it/s",
                 "eval epochs/s",
                 "test pass s",
@@ -251,8 +302,30 @@ def run_benchmark(
             ],
         )
     )
+    if variant_rows:
+        print("\nfast variants of the distillation loop against the plain loop, same seeds:")
+        print(
+            tabulate(
+                variant_rows,
+                headers=[
+                    "ipc",
+                    "variant",
+                    "setting",
+                    "same maths",
+                    "s/outer it",
+                    "speed-up",
+                    "set difference (rel.)",
+                ],
+            )
+        )
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"gm-{report['commit'][:12]}.json"
     path.write_text(json.dumps(report, indent=2))
     print(f"written to {path}")
     return report
+
+
+def _speed_only(variant: str) -> bool:
+    """Whether every field a variant sets is marked speed-only in ``GMConfig``."""
+    marked = {f.name for f in dataclasses.fields(GMConfig) if f.metadata.get("speed_only")}
+    return set(VARIANTS[variant]) <= marked

@@ -1,5 +1,6 @@
 """The gradient distances of DC (paper Eq. 11; reference utils.match_loss)."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -93,3 +94,48 @@ def test_batched_matching_distils_the_same_set(mnist):
     # by ~1e-5 of its norm (a wrong class, batch or sign would differ by order 1)
     gap = float((batched.images - plain.images).norm() / plain.images.norm())
     assert gap < 1e-4
+
+
+@pytest.fixture(scope="module")
+def matching_case(mnist):
+    """One network, 2 synthetic images per class and a real batch of 32 per class of MNIST."""
+    from methods.networks import build_network
+
+    train, _ = mnist
+    g = torch.Generator().manual_seed(0)
+    real = torch.stack([train.images[train.labels == c][:32] for c in range(10)])
+    images = torch.randn(20, 1, 28, 28, generator=g)
+    return build_network("ConvNet", 1, 10, (28, 28), seed=3).train(), images, real
+
+
+@pytest.mark.parametrize(
+    "option", [{"channels_last": True}, {"compile": True}, {"matching": "batched"}]
+)
+def test_fast_matching_options_give_the_plain_loss_and_gradient(matching_case, option):
+    from methods.gm import GMConfig, RealGradients, matching_step
+
+    net, images, real = matching_case
+    plain_loss, plain_grad = matching_step(net, images, 2, real, GMConfig())
+    fast_net = copy.deepcopy(net)
+    if option.get("channels_last"):
+        fast_net = fast_net.to(memory_format=torch.channels_last)
+    config = GMConfig(**option)
+    loss, grad = matching_step(
+        fast_net, images, 2, real, config, RealGradients(compiled=config.compile)
+    )
+    assert loss.item() == pytest.approx(plain_loss.item(), rel=1e-4)
+    # float summation order only; a wrong class or batch would differ by order 1
+    assert float((grad - plain_grad).norm() / plain_grad.norm()) < 1e-3
+
+
+def test_bf16_autocast_keeps_the_matching_loss_within_one_percent_of_fp32(matching_case):
+    from methods.gm import GMConfig, matching_step
+
+    net, images, real = matching_case
+    fp32_loss, fp32_grad = matching_step(net, images, 2, real, GMConfig())
+    loss, grad = matching_step(net, images, 2, real, GMConfig(precision="bf16"))
+    assert loss.dtype == torch.float32 and grad.dtype == torch.float32
+    assert loss.item() != fp32_loss.item()  # bf16 did run
+    assert loss.item() == pytest.approx(fp32_loss.item(), rel=0.01)
+    cosine = F.cosine_similarity(grad.flatten(), fp32_grad.flatten(), dim=0)
+    assert cosine > 0.99
