@@ -145,6 +145,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             workers=workers,
             threads=args.threads,
             ray_address=args.ray_address,
+            gpus=args.gpus,
             retries=args.retries,
             checkpoint_every=args.checkpoint_every,
         )
@@ -322,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="join this Ray cluster (e.g. ray://head:10001 or head:6379); default: start Ray "
         "here. A cluster needs --tracking-uri of an MLflow server",
+    )
+    p.add_argument(
+        "--gpus",
+        type=float,
+        default=0.0,
+        help="with --executor ray: GPUs reserved per task, e.g. 1 or 0.5 (default: 0)",
     )
     p.add_argument(
         "--retries",

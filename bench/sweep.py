@@ -63,6 +63,8 @@ class SweepOptions:
     threads: int = 1
     """CPU threads of each task (``OMP_NUM_THREADS``; Ray's ``num_cpus`` per task)"""
     ray_address: str | None = None
+    gpus: float = 0.0
+    """GPUs Ray reserves for each task (``num_gpus``; e.g. 1, or 0.5 to share one by two)"""
     retries: int = 1
     checkpoint_every: int = 10
 
@@ -220,14 +222,14 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """One Ray task per reproduction, each reserving ``threads`` CPUs.
+    """One Ray task per reproduction, each reserving ``threads`` CPUs and ``gpus`` GPUs.
 
     With ``address`` it joins that cluster and ships this checkout to the workers as the tasks'
     working directory; without it, it starts a Ray instance here with ``workers * threads``
     CPUs.
     """
 
-    def __init__(self, address: str | None, workers: int, threads: int) -> None:
+    def __init__(self, address: str | None, workers: int, threads: int, gpus: float) -> None:
         try:
             import ray
         except ImportError:
@@ -246,7 +248,9 @@ class RayExecutor:
         else:
             ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
             self.cwd = str(REPO_ROOT)
-        self.remote = ray.remote(max_retries=0)(run_command).options(num_cpus=threads)
+        self.remote = ray.remote(max_retries=0)(run_command).options(
+            num_cpus=threads, num_gpus=gpus
+        )
         self.threads = threads
 
     def submit(self, command: list[str], log: Path):
@@ -285,7 +289,7 @@ def _executor(options: SweepOptions):
     if options.executor == "local":
         return LocalExecutor(options.workers, options.threads)
     if options.executor == "ray":
-        return RayExecutor(options.ray_address, options.workers, options.threads)
+        return RayExecutor(options.ray_address, options.workers, options.threads, options.gpus)
     raise UserError(f"--executor {options.executor!r}: choose local or ray")
 
 
