@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from bench.config import speed_only_fields
 from bench.data import load_card, load_real
 from bench.errors import UserError
 from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
@@ -263,7 +264,9 @@ def run_benchmark(
                     ipc,
                     name,
                     " ".join(f"method.{k}={v}" for k, v in VARIANTS[name].items()),
-                    "yes" if _speed_only(name) else "no: off protocol",
+                    "yes"
+                    if set(VARIANTS[name]) <= speed_only_fields(GMConfig)
+                    else "no: off protocol",
                     f"{measured['seconds_per_outer_iteration']:.2f}",
                     f"{measured['speedup']:.2f}x",
                     f"{measured['relative_set_difference']:.1e}",
@@ -323,9 +326,3 @@ def run_benchmark(
     path.write_text(json.dumps(report, indent=2))
     print(f"written to {path}")
     return report
-
-
-def _speed_only(variant: str) -> bool:
-    """Whether every field a variant sets is marked speed-only in ``GMConfig``."""
-    marked = {f.name for f in dataclasses.fields(GMConfig) if f.metadata.get("speed_only")}
-    return set(VARIANTS[variant]) <= marked

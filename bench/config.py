@@ -24,6 +24,11 @@ SPEED_ONLY = {"speed_only": True}
 overriding them does not take a run off the paper's protocol (``RunConfig.off_protocol``)"""
 
 
+def speed_only_fields(config: Any) -> set[str]:
+    """Names of the fields of a config dataclass (class or instance) marked ``SPEED_ONLY``."""
+    return {f.name for f in dataclasses.fields(config) if f.metadata.get("speed_only")}
+
+
 def field_types(cls: type) -> dict[str, Any]:
     """Resolved type annotations of a dataclass's fields."""
     hints = typing.get_type_hints(cls)

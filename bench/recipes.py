@@ -21,7 +21,7 @@ from typing import Any
 
 import tomllib
 
-from bench.config import apply_overrides
+from bench.config import apply_overrides, speed_only_fields
 from bench.errors import ConfigError
 from bench.paths import RECIPES_DIR
 from bench.stats import Published
@@ -266,10 +266,7 @@ class RunConfig:
         """Whether ``section.field`` is marked ``metadata={"speed_only": True}``: it changes how
         fast a result is computed, not the result (e.g. ``eval.networks_per_batch``)."""
         section, name = key.split(".", 1)
-        config = self.method_config if section == "method" else self.eval
-        return any(
-            f.name == name and f.metadata.get("speed_only") for f in dataclasses.fields(config)
-        )
+        return name in speed_only_fields(self.method_config if section == "method" else self.eval)
 
     def off_protocol(self) -> list[str]:
         """Why this run does not follow the paper's protocol (empty: it does). Such a run is

@@ -22,7 +22,7 @@ times. Do not run two sweeps of the same tasks against one store at the same tim
 
 from __future__ import annotations
 
-import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -172,12 +172,17 @@ def task_command(options: SweepOptions, task: Task, tracking_uri: str, resume: s
     return command
 
 
-def _die_with_parent() -> None:
-    """In the child: be sent SIGTERM when the sweep dies (Linux), so no orphan keeps logging."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def _die_with_parent_hook():
+    """A ``preexec_fn`` that has the child sent SIGTERM when the thread that started it dies
+    (Linux ``PR_SET_PDEATHSIG``), so a killed sweep leaves no orphan logging on; None
+    elsewhere. libc is loaded here, in the parent: the child only makes one C call."""
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+    return lambda: libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def run_command(command: list[str], log: str, threads: int, cwd: str | None) -> int:
@@ -194,7 +199,7 @@ def run_command(command: list[str], log: str, threads: int, cwd: str | None) -> 
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent_hook(),
         ).returncode
 
 

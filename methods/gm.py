@@ -96,6 +96,11 @@ class GMConfig:
         require_positive(
             self, ("iterations", "outer_loop", "inner_loop", "batch_real", "batch_train"), "method"
         )
+        if self.matching == "batched" and (self.channels_last or self.compile):
+            raise ConfigError(
+                "method.channels_last and method.compile apply to per_class matching only; "
+                "drop them or set method.matching=per_class"
+            )
 
 
 _REFERENCE_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}

@@ -39,6 +39,7 @@ def test_ill_typed_values_are_errors(overrides):
         (GMConfig(), {"model": "VGG16"}, "unknown network 'VGG16'"),
         (EvalProtocol(), {"models": "ConvNet,VGG16"}, "unknown or no network"),
         (EvalProtocol(), {"num_eval": "0"}, "eval.num_eval must be at least 1"),
+        (GMConfig(), {"matching": "batched", "compile": "true"}, "per_class matching only"),
     ],
 )
 def test_impossible_values_are_refused_before_a_run(config, overrides, message):

@@ -154,3 +154,11 @@ def test_speed_only_overrides_keep_a_run_on_the_papers_protocol():
     assert config.off_protocol() == []
     fast["method"]["lr_img"] = "0.2"
     assert resolve(recipe, "paper", 0, fast).off_protocol() == ["overrides: method.lr_img=0.2"]
+
+
+def test_channels_last_and_compile_are_speed_only_but_bf16_is_off_protocol():
+    recipe = load_recipe("gm-mnist-ipc1")
+    fast = {"method": {"channels_last": "true", "compile": "true"}}
+    assert resolve(recipe, "paper", 0, fast).off_protocol() == []
+    bf16 = resolve(recipe, "paper", 0, {"method": {"precision": "bf16"}})
+    assert bf16.off_protocol() == ["overrides: method.precision=bf16"]
