@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
-from bench.augment import dc_augment
 from bench.data import DatasetCard, RealSet
-from bench.schedule import train_by_schedule
+from bench.schedule import train_by_schedule, training_batches
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
 from methods.networks import build_network
@@ -83,18 +82,9 @@ def train_many(
     images, labels = synset.images.to(device), synset.labels.to(device)
 
     def epoch_losses():
-        orders = [torch.randperm(len(labels), generator=g).to(device) for g in generators]
-        for start in range(0, len(labels), protocol.batch_train):
-            xs, ys = [], []
-            for order, generator in zip(orders, generators, strict=True):
-                batch = order[start : start + protocol.batch_train]
-                x = images[batch]
-                if protocol.augmentation == "dc":
-                    x = dc_augment(
-                        x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate
-                    )
-                xs.append(x)
-                ys.append(labels[batch])
+        passes = [training_batches(images, labels, protocol, g, device) for g in generators]
+        for batches in zip(*passes, strict=True):  # the k-th mini-batch of every network
+            xs, ys = zip(*batches, strict=True)
             logits = stack(torch.stack(xs))
             y = torch.stack(ys)
             # the sum of the networks' mean losses: each network's gradient is its own loss's

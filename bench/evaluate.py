@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.augment import dc_augment
 from bench.batched import test_accuracy_many, train_many
 from bench.config import SPEED_ONLY, require_positive
 from bench.data import DatasetCard, RealSet
 from bench.errors import ConfigError
-from bench.schedule import train_by_schedule
+from bench.schedule import train_by_schedule, training_batches
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
 from methods.networks import NETWORKS, build_network
@@ -110,14 +109,7 @@ def train_on_synthetic(
     labels = synset.labels.to(device)
 
     def epoch_losses():
-        order = torch.randperm(len(labels), generator=generator).to(device)
-        for start in range(0, len(labels), protocol.batch_train):
-            batch = order[start : start + protocol.batch_train]
-            x, y = images[batch], labels[batch]
-            if protocol.augmentation == "dc":
-                x = dc_augment(
-                    x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate
-                )
+        for x, y in training_batches(images, labels, protocol, generator, device):
             yield F.cross_entropy(net(x), y)
 
     train_by_schedule(net.parameters(), protocol, epoch_losses, on_epoch)

@@ -1,4 +1,5 @@
-"""The training schedule of the shared evaluation, for one network or a stack of them.
+"""The training schedule of the shared evaluation, for one network or a stack of them, and the
+mini-batches of one pass over a synthetic set.
 
 As ``evaluate_synset`` of the DC reference code (VICO-UoE/DatasetCondensation@53f63a6,
 ``utils.py``): ``epochs + 1`` passes over the training set, SGD with momentum and weight decay,
@@ -11,6 +12,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
+
+from bench.augment import dc_augment
+
+
+def training_batches(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    protocol,
+    generator: torch.Generator,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One pass over a training set (images ``[N, C, H, W]``, labels ``[N]``, on ``device``):
+    ``(x [b, C, H, W], y [b])`` mini-batches of ``protocol.batch_train`` in a random order, with
+    DC augmentation when ``protocol.augmentation == "dc"``; the order and every augmentation
+    come from ``generator``, so a network's draws are the same whether it trains alone or
+    stacked with others (``bench/batched.py``)."""
+    order = torch.randperm(len(labels), generator=generator).to(device)
+    for start in range(0, len(labels), protocol.batch_train):
+        batch = order[start : start + protocol.batch_train]
+        x = images[batch]
+        if protocol.augmentation == "dc":
+            x = dc_augment(x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate)
+        yield x, labels[batch]
 
 
 def train_by_schedule(

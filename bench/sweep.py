@@ -101,20 +101,24 @@ def plan(options: SweepOptions) -> list[Task]:
     Raises:
         UserError: unknown recipe, bad ``--set`` or budget (checked here, before anything runs).
     """
-    names: list[str] = []
+    recipes: dict[str, Recipe] = {}  # once each, in order
     for name in options.recipes:
         recipe = load_recipe(name)
-        names += recipe.members if isinstance(recipe, RecipeGroup) else [name]
+        members = (
+            [load_recipe(m) for m in recipe.members]
+            if isinstance(recipe, RecipeGroup)
+            else [recipe]
+        )
+        for member in members:
+            recipes.setdefault(member.name, member)
     set_options = parse_set_options(list(options.set_items))
     tasks = []
-    for name in dict.fromkeys(names):  # once each, in order
-        recipe = load_recipe(name)
-        assert isinstance(recipe, Recipe)
+    for recipe in recipes.values():
         for seed in dict.fromkeys(options.seeds):
             config = resolve(
                 recipe, options.budget, seed, set_options, options.dataset, options.eval_models
             )
-            tasks.append(Task(name, seed, config.config_hash()))
+            tasks.append(Task(recipe.name, seed, config.config_hash()))
     return tasks
 
 
