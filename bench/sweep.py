@@ -215,23 +215,29 @@ class LocalExecutor:
         self.threads = threads
 
     def submit(self, command: list[str], log: Path) -> Future:
+        """Queue one task's command (output appended to ``log``); returns its handle."""
         return self.pool.submit(run_command, command, str(log), self.threads, str(REPO_ROOT))
 
     def wait(self, handles: Iterable, timeout: float) -> set:
+        """The handles that are done, after at most ``timeout`` seconds (empty if none)."""
         return wait(list(handles), timeout=timeout, return_when=FIRST_COMPLETED).done
 
     def result(self, handle: Future) -> int:
+        """The exit code of a finished task."""
         return handle.result()
 
     def running(self, handles: Iterable) -> str:
+        """How many of ``handles`` run now, for the progress bar."""
         return f"{sum(1 for h in handles if h.running())} running"
 
     def close(self) -> None:
+        """Cancel the queued tasks (running ones end with their processes)."""
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class RayExecutor:
-    """One Ray task per reproduction, each reserving ``threads`` CPUs and ``gpus`` GPUs.
+    """One Ray task per reproduction, each reserving ``threads`` CPUs and ``gpus`` GPUs; the
+    same methods as ``LocalExecutor``, with Ray object refs as handles.
 
     With ``address`` it joins that cluster and ships this checkout to the workers as the tasks'
     working directory; without it, it starts a Ray instance here with ``workers * threads``
