@@ -16,7 +16,7 @@ shopt -s nocaseglob  # the wheel may be named MinkowskiEngine-... or minkowskien
 PYTHON=${PYTHON:-python}
 VERSION=0.5.4
 CACHE=${DISTILLBENCH_WHEEL_CACHE:-$HOME/.cache/distillbench/wheels}
-KEY=$("$PYTHON" -c 'import sys, torch; print(f"torch{torch.__version__.split(\"+\")[0]}-py{sys.version_info[0]}{sys.version_info[1]}")')
+KEY=$("$PYTHON" -c 'import sys, torch; v = torch.__version__.split("+")[0]; print(f"torch{v}-py{sys.version_info[0]}{sys.version_info[1]}")')
 WHEELS="$CACHE/minkowskiengine-$VERSION-$KEY"
 
 if ! ldconfig -p | grep -q "libopenblas.so"; then
