@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from bench.pointclouds import batch_points, image_to_points
-from methods.pointcloud_networks import DensePointCloudNet
+from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
 
 
+@pytest.mark.parametrize("network", [DensePointCloudNet, SparsePointCloudNet])
 @pytest.mark.parametrize("layers", [2, 3, 4])
 @pytest.mark.parametrize("pooling", ["max", "avg"])
-def test_dense_net_takes_clouds_of_different_sizes_and_moves_points(mnist, layers, pooling):
+def test_networks_take_clouds_of_different_sizes_and_move_points(mnist, network, layers, pooling):
     train, _ = mnist
     pixels = train.images[:3] * train.card.std[0] + train.card.mean[0]
     clouds = [image_to_points(image, 0.3).float() for image in pixels]
@@ -19,7 +20,7 @@ def test_dense_net_takes_clouds_of_different_sizes_and_moves_points(mnist, layer
     )
     synthetic.requires_grad_(True)
     torch.manual_seed(0)
-    net = DensePointCloudNet(layers, pooling)
+    net = network(layers, pooling)
     coordinates, features = batch_points([*clouds, synthetic])
     logits = net(coordinates, features, batch_size=4)
     assert logits.shape == (4, 10)
@@ -27,6 +28,7 @@ def test_dense_net_takes_clouds_of_different_sizes_and_moves_points(mnist, layer
     assert synthetic.grad is not None and synthetic.grad.abs().sum() > 0
 
 
-def test_too_many_layers_for_the_grid_are_refused():
+@pytest.mark.parametrize("network", [DensePointCloudNet, SparsePointCloudNet])
+def test_too_many_layers_for_the_grid_are_refused(network):
     with pytest.raises(ValueError, match="do not fit"):
-        DensePointCloudNet(5)
+        network(5)
