@@ -48,6 +48,26 @@ def clamp_to_grid(points: torch.Tensor, grid: tuple[int, int, int] = GRID) -> to
     return torch.minimum(points.clamp(min=0), upper)
 
 
+def first_points(masks: torch.Tensor, max_points: int) -> torch.Tensor:
+    """Occupancy masks ``[N, H, W]`` (bool) keeping only each sample's first ``max_points``
+    occupied pixels in row-major order (the reference code's cut of real clouds to
+    ``num_points``, kghandour/dd3d ``utils/Mnist2D.py``)."""
+    flat = masks.flatten(1)
+    keep = flat & (flat.cumsum(1) <= max_points)
+    return keep.view_as(masks)
+
+
+def masks_to_batch(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_points`` of the clouds of occupancy masks ``[B, H, W]`` (bool), without a Python
+    loop over samples: coordinates ``[sum P, 4]`` int32 = (sample, 0, row, column), features
+    ``[sum P, 3]`` float32 = (0, row, column)."""
+    index = torch.nonzero(masks)  # (sample, row, column), row-major within each sample
+    zeros = index.new_zeros(len(index), 1)
+    coordinates = torch.cat([index[:, :1], zeros, index[:, 1:]], dim=1).to(torch.int32)
+    features = torch.cat([zeros, index[:, 1:]], dim=1).float()
+    return coordinates, features
+
+
 def batch_points(clouds: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch clouds of different sizes as MinkowskiEngine does (``ME.utils.batched_coordinates``):
     integer coordinates ``[sum P, 4]`` = (sample index, depth, height, width), int32, from the
@@ -81,3 +101,47 @@ def to_dense(
     )
     dense = sums / counts.clamp(min=1).unsqueeze(1)
     return dense.view(batch_size, *grid, features.shape[1]).permute(0, 4, 1, 2, 3).contiguous()
+
+
+def save_point_cloud_render(
+    initial: torch.Tensor,
+    final: torch.Tensor,
+    labels: torch.Tensor,
+    class_names: tuple[str, ...],
+    path,
+    grid: tuple[int, int, int] = GRID,
+):
+    """PNG of synthetic clouds, one column per class (its first cloud): the points at the start
+    of distillation, at the end, and the end's projection to an image (what the evaluation
+    trains on). ``initial``/``final`` are ``[N, P, 3]`` (depth, height, width), ``labels``
+    ``[N]``. Returns ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = len(class_names)
+    fig, axes = plt.subplots(3, columns, figsize=(columns * 1.1, 3.7), squeeze=False)
+    for c in range(columns):
+        picks = (labels.cpu() == c).nonzero().flatten()
+        for r, ax in enumerate(axes[:, c]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlim(-0.5, grid[2] - 0.5)
+            ax.set_ylim(grid[1] - 0.5, -0.5)  # image orientation: row 0 at the top
+            ax.set_aspect("equal")
+            if not len(picks):
+                continue
+            if r < 2:
+                points = (initial if r == 0 else final)[picks[0]].detach().cpu()
+                ax.scatter(points[:, 2], points[:, 1], s=1.5, c="tab:blue", linewidths=0)
+            else:
+                image = points_to_image(final[picks[0]].cpu(), grid)[0]
+                ax.imshow(image, cmap="gray", vmin=0, vmax=1, extent=None)
+        axes[0, c].set_title(class_names[c], fontsize=8)
+    for r, name in enumerate(("start", "end", "image")):
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

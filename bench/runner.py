@@ -28,6 +28,7 @@ from bench.config import as_flat_dict
 from bench.data import DatasetCard, RealSet, load_card, load_real
 from bench.errors import DivergedError, UserError
 from bench.evaluate import evaluate_synthetic_set
+from bench.pointclouds import save_point_cloud_render
 from bench.provenance import hardware, provenance_tags
 from bench.recipes import (
     Recipe,
@@ -133,8 +134,12 @@ class Reproduction:
         )
         device = pick_device(options.device)
         card = load_card(config.dataset)
+        method = load_method(config.method)
         train = load_real(card, options.data_root, "train", options.download)
         test = load_real(card, options.data_root, "test", options.download)
+        if method.prepare_real is not None:  # the method's view of the data, for both splits
+            train = method.prepare_real(train, config.method_config)
+            test = method.prepare_real(test, config.method_config)
         out = Path(options.out)
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
@@ -160,7 +165,7 @@ class Reproduction:
         run = cls(
             recipe,
             config,
-            load_method(config.method),
+            method,
             train,
             test,
             device,
@@ -257,11 +262,7 @@ class Reproduction:
         else:
             synset = self.distill(index, set_seed, state, child, label)
             if keeps_set:
-                state["synthetic"] = {
-                    "images": synset.images,
-                    "labels": synset.labels,
-                    "indices": synset.indices,
-                }
+                state["synthetic"] = synset.tensors()
                 self.checkpoints.save(index, state)
         synset = dataclasses.replace(synset, config_hash=config.config_hash())
         if keeps_set:
@@ -355,6 +356,15 @@ class Reproduction:
         self.tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))
         grid = save_grid(synset.images, synset.labels, card, folder / "synthetic_grid.png")
         self.tracker.log_artifact(run_id, grid)
+        if synset.points is not None:
+            render = save_point_cloud_render(
+                synset.initial_points,
+                synset.points,
+                synset.labels,
+                card.classes,
+                folder / "point_clouds.png",
+            )
+            self.tracker.log_artifact(run_id, render)
 
     def judge_and_log(self, accuracies: dict[str, list[float]]) -> Verdict:
         """Summary metrics, the verdict on the recipe's model, and their JSON artifacts."""

@@ -5,6 +5,9 @@ File format (``synthetic_set.safetensors``), readable by any evaluator with ``sa
     (``x_normalised = (x - mean) / std`` per channel, ``x`` in [0, 1]);
   - tensor ``labels``: int64 ``[N]``, class indices in ``[0, K)``;
   - optional tensor ``indices``: int64 ``[N]``, positions in the real training split (coresets);
+  - optional tensors ``points``, ``initial_points``: float32 ``[N, P, 3]``, the point clouds
+    (depth, height, width) at the end and start of distillation, where the images are their
+    projections (point-cloud methods);
   - string metadata: ``method``, ``dataset``, ``ipc``, ``seed``, ``config_hash``, ``mean``,
     ``std`` (JSON lists) and ``format`` (``distillbench.synthetic_set/1``).
 """
@@ -38,6 +41,8 @@ class SyntheticSet:
         config_hash: hash of the resolved run config.
         indices: int64 ``[N]`` indices into the real training split when the images are real
             ones (coreset baselines), else ``None``.
+        points, initial_points: float32 ``[N, P, 3]`` point clouds whose projections the images
+            are, at the end and the start of distillation (point-cloud methods), else ``None``.
     """
 
     images: torch.Tensor
@@ -48,6 +53,19 @@ class SyntheticSet:
     seed: int
     config_hash: str
     indices: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    initial_points: torch.Tensor | None = None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The set's tensors by name (on the CPU), the optional ones only where present."""
+        named = {
+            "images": self.images,
+            "labels": self.labels,
+            "indices": self.indices,
+            "points": self.points,
+            "initial_points": self.initial_points,
+        }
+        return {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
 
     def validate(self, card: DatasetCard) -> None:
         """Check shapes, dtypes, labels and finiteness against the dataset card.
@@ -90,13 +108,7 @@ class SyntheticSet:
             "mean": json.dumps(list(card.mean)),
             "std": json.dumps(list(card.std)),
         }
-        tensors = {
-            "images": self.images.detach().cpu().contiguous(),
-            "labels": self.labels.detach().cpu(),
-        }
-        if self.indices is not None:
-            tensors["indices"] = self.indices.cpu()
-        save_file(tensors, str(path), metadata=metadata)
+        save_file(self.tensors(), str(path), metadata=metadata)
         return path
 
     @classmethod
@@ -131,6 +143,8 @@ class SyntheticSet:
             seed=int(meta.get("seed", -1)),
             config_hash=meta.get("config_hash", ""),
             indices=tensors.get("indices"),
+            points=tensors.get("points"),
+            initial_points=tensors.get("initial_points"),
         )
 
 

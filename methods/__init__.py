@@ -20,6 +20,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "random": ("methods.coreset", "RandomConfig", "select_random"),
     "herding": ("methods.coreset", "HerdingConfig", "select_herding"),
     "whole": ("methods.whole", "WholeConfig", "whole_training_set"),
+    "pc-gm": ("methods.pc_gm", "PCGMConfig", "distill"),
 }
 
 # Methods that train on the whole real training split: their recipes have no ipc, and there is
@@ -29,11 +30,15 @@ WHOLE_SET_METHODS = ("whole",)
 
 @dataclass(frozen=True)
 class Method:
-    """A loaded method: its config class and its ``distill`` function."""
+    """A loaded method: its config class, its ``distill`` function and, where the method
+    defines one in its module, ``prepare_real(real_set, config) -> RealSet``: the view of the
+    real data (train and test split alike) the method and its evaluation use (``pc-gm``:
+    binarised MNIST)."""
 
     name: str
     config_class: type
     distill: Any
+    prepare_real: Any = None
 
 
 def load_method(name: str) -> Method:
@@ -46,4 +51,9 @@ def load_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
     module_name, config_name, entry = METHODS[name]
     module = importlib.import_module(module_name)
-    return Method(name, getattr(module, config_name), getattr(module, entry))
+    return Method(
+        name,
+        getattr(module, config_name),
+        getattr(module, entry),
+        getattr(module, "prepare_real", None),
+    )

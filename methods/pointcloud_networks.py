@@ -1,10 +1,15 @@
 """Distillation networks for point-cloud MNIST (report "Dataset Distillation for 3D Point
 Clouds", §3.2.2): blocks of 3-D convolution, ReLU and pooling, then flatten and a linear layer,
-Kaiming-initialised. Two variants: MinkowskiEngine sparse convolutions on the points
-(``SparsePointCloudNet``, needs MinkowskiEngine: ``scripts/install_minkowski.sh``) and pure
-PyTorch on the batch made dense (``DensePointCloudNet``, ``bench.pointclouds.to_dense``).
+Kaiming-initialised as the reference code does it: PyTorch layers keep PyTorch's default
+(``kaiming_uniform_`` with ``a=sqrt(5)``), MinkowskiEngine kernels get ``kaiming_normal_``
+(fan out, ReLU). The scale matters: the points move by lr x gradient, and a larger
+initialisation moves them by whole pixels per step.
 
-WIP (issue 6): layer widths and kernel shapes follow the reference code's ``MEPytorch``
+Two variants: MinkowskiEngine sparse convolutions on the points (``SparsePointCloudNet``,
+needs MinkowskiEngine: ``scripts/install_minkowski.sh``) and pure PyTorch on the batch made
+dense (``DensePointCloudNet``, ``bench.pointclouds.to_dense``).
+
+Layer widths and kernel shapes follow the reference code's ``MEPytorch``/``MEConvExp``
 (kghandour/dd3d, ``models/MEConv.py``) as summarised in ``notes/issue6-reference-protocol.md``;
 the report does not state them.
 """
@@ -52,14 +57,12 @@ class DensePointCloudNet(nn.Module):
         channels = in_features
         for _ in range(layers):
             conv = nn.Conv3d(channels, width, kernel_size=(1, 3, 3), padding=(0, 1, 1))
-            nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
             blocks += [conv, nn.ReLU(), pool(kernel_size=(1, 2, 2))]
             channels = width
         self.features = nn.Sequential(*blocks)
         self.grid = grid
         cells = grid[0] * (grid[1] >> layers) * (grid[2] >> layers)
         self.classifier = nn.Linear(width * cells, num_classes)
-        nn.init.kaiming_normal_(self.classifier.weight, nonlinearity="linear")
 
     def forward(
         self, coordinates: torch.Tensor, features: torch.Tensor, batch_size: int
@@ -119,7 +122,6 @@ class SparsePointCloudNet(nn.Module):
         self.width = width
         self.side = ((grid[1] - 1) >> layers) + 1, ((grid[2] - 1) >> layers) + 1
         self.classifier = nn.Linear(width * self.side[0] * self.side[1], num_classes)
-        nn.init.kaiming_normal_(self.classifier.weight, nonlinearity="linear")
         self._tensor_field = ME.TensorField
 
     def forward(
