@@ -9,8 +9,9 @@ dataset copy and budget the newest finished run is shown.
 Outputs, per leaderboard ``<name>``: ``<name>.md`` and ``<name>.tex`` (the same table through
 one renderer), ``<name>.png`` (reproduced against published, with error bars, one panel per
 method, one colour per dataset), and ``grids/<recipe>.png`` (the synthetic images of the run
-shown); ``runs/<run id>.json``, the record (tags with commit, hardware and versions; params;
-metrics) of every run shown; plus ``README.md`` indexing them.
+shown; point-cloud methods add ``grids/<recipe>-points.png``, the clouds at the start and end
+and their projections); ``runs/<run id>.json``, the record (tags with commit, hardware and
+versions; params; metrics) of every run shown; plus ``README.md`` indexing them.
 """
 
 from __future__ import annotations
@@ -213,21 +214,26 @@ def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Pat
     return path
 
 
-def copy_grid(tracker: Tracker, run: MeasuredRun, dst: Path) -> Path | None:
-    """Copy ``synthetic_grid.png`` of the run's first synthetic set to ``dst``; ``None`` when
-    the run has none (e.g. the whole-dataset baseline)."""
+PICTURES = {"synthetic_grid.png": "", "point_clouds.png": "-points"}
+"""artifact of a synthetic set's run -> suffix of its copy under ``grids/``"""
+
+
+def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -> list[Path]:
+    """Copy the pictures (``PICTURES``) of the run's first synthetic set to
+    ``folder/<name><suffix>.png``; empty when the run has none (the whole-dataset baseline)."""
     children = sorted(tracker.children(run.run_id), key=lambda c: c.data.tags.get("set_index", ""))
+    copied = []
     for child in children[:1]:
-        names = [a.path for a in tracker.client.list_artifacts(child.info.run_id)]
-        if "synthetic_grid.png" in names:
-            with tempfile.TemporaryDirectory() as tmp:
-                local = tracker.download_artifact(
-                    child.info.run_id, "synthetic_grid.png", Path(tmp)
-                )
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, dst)
-            return dst
-    return None
+        names = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
+        for artifact, suffix in PICTURES.items():
+            if artifact in names:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = tracker.download_artifact(child.info.run_id, artifact, Path(tmp))
+                    dst = folder / f"{name}{suffix}.png"
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(local, dst)
+                copied.append(dst)
+    return copied
 
 
 def export_run(tracker: Tracker, run_id: str, path: Path) -> Path:
@@ -275,9 +281,9 @@ def write_leaderboards(tracker: Tracker, out: Path) -> list[Path]:
         for row in measured:  # one picture per recipe: its first row (the largest budget)
             if row.recipe.name not in pictured:
                 pictured.add(row.recipe.name)
-                grid = copy_grid(tracker, row.run, out / "grids" / f"{row.recipe.name}.png")
-                if grid is not None:
-                    grids.append((row, grid))
+                pictures = copy_pictures(tracker, row.run, out / "grids", row.recipe.name)
+                if pictures:
+                    grids.append((row, pictures))
         plot = plot_reproduced_vs_published(rows, board, out / f"{board}.png")
         measured_recipes = len({row.recipe.name for row in measured})
         markdown = [
@@ -311,13 +317,13 @@ def write_leaderboards(tracker: Tracker, out: Path) -> list[Path]:
             markdown += ["## Synthetic sets (first set of the run shown)", ""]
             markdown += [
                 f"**{row.recipe.name}** ({row.run.budget}, run `{row.run.run_id}`)\n\n"
-                f"![{row.recipe.name}]({grid.relative_to(out)})\n"
-                for row, grid in grids
+                + "".join(f"![{row.recipe.name}]({p.relative_to(out)})\n" for p in pictures)
+                for row, pictures in grids
             ]
         (out / f"{board}.md").write_text("\n".join(markdown))
         (out / f"{board}.tex").write_text(render_table(cells, HEADERS, "latex") + "\n")
         written += [out / f"{board}.md", out / f"{board}.tex"]
-        written += [p for p in [plot] if p] + [g for _, g in grids]
+        written += [p for p in [plot] if p] + [p for _, ps in grids for p in ps]
         index.append(f"| [{board}]({board}.md) | {len(members)} | {measured_recipes} |")
     (out / "README.md").write_text(
         "\n".join(

@@ -134,6 +134,13 @@ def prepare_real(real: RealSet, config: PCGMConfig) -> RealSet:
     return RealSet(normalise(binary.to(torch.uint8) * 255, real.card), real.labels, real.card)
 
 
+def projected_images(clouds: torch.Tensor, card) -> torch.Tensor:
+    """Clouds ``[N, P, 3]`` as the images the evaluation trains on: binary ``[N, 1, 28, 28]``
+    (1 where a point falls, ``points_to_image``), normalised with ``card``'s mean/std."""
+    binary = torch.stack([points_to_image(cloud) for cloud in clouds])
+    return normalise((binary * 255).to(torch.uint8), card)
+
+
 # ALGO LOGIC: matching -------------------------------------------------------------------------
 
 
@@ -255,9 +262,8 @@ def distill(
     def as_synthetic_set() -> SyntheticSet:
         final = clamp_to_grid(points.detach().cpu()).clone()
         final[..., 0] = 0
-        images = torch.stack([points_to_image(cloud) for cloud in final])
         return SyntheticSet(
-            normalise((images * 255).to(torch.uint8), card),
+            projected_images(final, card),
             labels.clone(),
             "pc-gm",
             card.name,

@@ -1,0 +1,75 @@
+"""End to end on real MNIST: point-cloud recipes reproduced from the CLI, read back from MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from bench.cli import main
+from bench.evaluate import EvalProtocol, evaluate_synthetic_set
+from bench.synthetic import SyntheticSet
+from bench.tracking import Tracker
+from methods.pc_gm import PCGMConfig, prepare_real, projected_images
+
+pytestmark = pytest.mark.slow
+
+RECIPES = ["pc-gm-mnist-me-2layer", "pc-gm-mnist-pytorch-3layer"]  # the report's best of each
+
+
+@pytest.fixture(scope="module", params=RECIPES)
+def smoke_run(request, tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp(request.param)
+    args = ["reproduce", request.param, "--budget", "smoke", "--data-root", str(data_root)]
+    assert main([*args, "--out", str(out), "--device", "cpu"]) == 0
+    tracker = Tracker(f"sqlite:///{out / 'mlflow.db'}", out)
+    runs = tracker.client.search_runs([tracker.experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    child = next(r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    return request.param, tracker, parent, child
+
+
+def test_run_logs_the_threshold_and_the_coordinate_diagnostics(smoke_run):
+    _, tracker, parent, child = smoke_run
+    assert parent.info.status == child.info.status == "FINISHED"
+    assert parent.data.params["method.threshold"] == "75"
+    assert parent.data.tags["verdict"] == "not comparable (budget=smoke)"
+    iterations = int(parent.data.params["method.iterations"])
+    for name in ("distill/loss", "distill/coord_grad_abs", "distill/coord_step_abs"):
+        history = tracker.client.get_metric_history(child.info.run_id, name)
+        assert [m.step for m in history] == list(range(iterations))
+    steps = tracker.client.get_metric_history(child.info.run_id, "distill/coord_step_abs")
+    assert np.mean([m.value for m in steps]) > 0  # the points move
+
+
+def test_projected_clouds_beat_their_untrained_random_start(smoke_run, mnist, tmp_path):
+    _, tracker, parent, child = smoke_run
+    names = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
+    assert {"synthetic_set.safetensors", "synthetic_grid.png", "point_clouds.png"} <= names
+    synset = SyntheticSet.load(
+        tracker.download_artifact(child.info.run_id, "synthetic_set.safetensors", tmp_path)
+    )
+    assert synset.points.shape == synset.initial_points.shape == (10, 250, 3)
+    _, test = mnist
+    test = prepare_real(test, PCGMConfig())
+    start = dataclasses.replace(synset, images=projected_images(synset.initial_points, test.card))
+    protocol = EvalProtocol(num_eval=4, epochs=300, augmentation="dc")
+    accuracies = {
+        name: np.mean(evaluate_synthetic_set(s, test, protocol, 0, torch.device("cpu"))["ConvNet"])
+        for name, s in (("distilled", synset), ("start", start))
+    }
+    assert accuracies["distilled"] > accuracies["start"] + 2.0, accuracies
+
+
+def test_leaderboard_shows_the_clouds_and_their_projections(smoke_run, tmp_path):
+    from bench.leaderboard import write_leaderboards
+
+    recipe, tracker, parent, _ = smoke_run
+    write_leaderboards(tracker, tmp_path)
+    board = (tmp_path / "pc-gm-report.md").read_text()
+    row = next(line for line in board.splitlines() if line.startswith(f"| {recipe} "))
+    assert parent.info.run_id in row and "(no std)" in row
+    assert (tmp_path / "grids" / f"{recipe}-points.png").stat().st_size > 1000
+    assert f"grids/{recipe}-points.png" in board
