@@ -42,8 +42,9 @@ def points_to_image(points: torch.Tensor, grid: tuple[int, int, int] = GRID) -> 
 
 
 def clamp_to_grid(points: torch.Tensor, grid: tuple[int, int, int] = GRID) -> torch.Tensor:
-    """``points [P, 3]`` clamped into ``[0, grid - 1]`` per axis (the report's boundary check,
-    §3.1.2, applied to synthetic clouds at the start of every iteration)."""
+    """``points [..., 3]`` clamped into ``[0, grid - 1]`` per axis (the report's boundary check,
+    §3.1.2, applied to synthetic clouds at the start of every iteration); on a grid of depth 1
+    this also puts every point back at depth 0. Returns a new tensor."""
     upper = torch.tensor([g - 1 for g in grid], dtype=points.dtype, device=points.device)
     return torch.minimum(points.clamp(min=0), upper)
 

@@ -190,8 +190,7 @@ def matching_step(
         # back-propagated class by class so only one double-backward graph lives at a time
         distance.backward()
         total += distance.detach()
-    grad = synthetic.grad if synthetic.grad is not None else torch.zeros_like(synthetic)
-    return total, grad
+    return total, synthetic.grad
 
 
 # ALGO LOGIC: distillation ---------------------------------------------------------------------
@@ -260,8 +259,7 @@ def distill(
         start = int(resume["iteration"])
 
     def as_synthetic_set() -> SyntheticSet:
-        final = clamp_to_grid(points.detach().cpu()).clone()
-        final[..., 0] = 0
+        final = clamp_to_grid(points.detach().cpu())
         return SyntheticSet(
             projected_images(final, card),
             labels.clone(),
@@ -275,9 +273,8 @@ def distill(
         )
 
     for it in range(start, config.iterations):
-        with torch.no_grad():  # boundary check, then the points re-enter the graph
+        with torch.no_grad():  # boundary check (the grid's depth is 1, so depth becomes 0)
             points.copy_(clamp_to_grid(points))
-            points[..., 0] = 0
         generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
         real_batches = []
         for pool in pools:
