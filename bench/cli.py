@@ -1,5 +1,5 @@
 """Command line: ``python -m bench {list, validate, reproduce, sweep, regress, leaderboard,
-bench}``.
+experts, bench}``.
 
 User errors (unknown recipe or key, missing data, bad shapes, corrupt checkpoints, NaN loss)
 print one ``error: ...`` line and exit non-zero, without a traceback.
@@ -62,6 +62,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             recipe = load_recipe(name)
             if isinstance(recipe, Recipe):
                 load_card(recipe.dataset)
+                for baseline in recipe.baselines:
+                    if not isinstance(load_recipe(baseline), Recipe):
+                        raise UserError(f"baseline {baseline} is a group, not a recipe")
                 for budget in BUDGETS:
                     resolve(recipe, budget, seed=0)
             else:
@@ -163,7 +166,47 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experts(args: argparse.Namespace) -> int:
+    from bench.experts import make_experts
+    from bench.runner import pick_device
+    from methods.experts import ExpertConfig
+
+    config = ExpertConfig(
+        dataset=args.dataset,
+        model=args.model,
+        zca=args.zca,
+        num_experts=args.num_experts,
+        epochs=args.epochs,
+        images_per_class=args.images_per_class,
+        seed=args.seed,
+    )
+    folder = make_experts(
+        config,
+        Path(args.experts_dir),
+        Path(args.data_root),
+        pick_device(args.device),
+        Path(args.out),
+        args.tracking_uri,
+        args.download,
+    )
+    print(f"expert trajectories: {folder}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.method == "mtt":
+        from bench.benchmark_mtt import run_mtt_benchmark
+        from bench.runner import pick_device
+
+        run_mtt_benchmark(
+            tuple(args.ipc),
+            tuple(args.syn_steps),
+            (None, *args.batch_syn),
+            args.iterations,
+            pick_device(args.device),
+            Path(args.out),
+        )
+        return 0
     from bench.benchmark import run_benchmark
 
     run_benchmark(
@@ -353,9 +396,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_leaderboard)
 
     p = sub.add_parser(
-        "bench", help="benchmark a method: outer iterations/s, evaluation epochs/s, peak memory"
+        "experts",
+        help="train and store MTT's expert trajectories (resumable: rerun to continue)",
     )
-    p.add_argument("method", choices=("gm",))
+    p.add_argument("--dataset", required=True, help="dataset card, e.g. cifar10-jpeg or eurosat")
+    p.add_argument("--model", default="ConvNet", help="architecture (default: ConvNet)")
+    p.add_argument(
+        "--zca",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ZCA-whiten the data as the distillation will (default: --zca)",
+    )
+    p.add_argument("--num-experts", type=int, default=100, help="experts (default: 100)")
+    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default: 50)")
+    p.add_argument(
+        "--images-per-class",
+        type=int,
+        default=None,
+        help="train on the first N images of each class (reduced budgets; default: all)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument(
+        "--experts-dir", default="experts", help="root folder of trajectories (default: experts)"
+    )
+    _add_run_arguments(p)
+    p.set_defaults(func=_cmd_experts)
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark a method: gm (outer iterations/s, evaluation epochs/s, peak memory) or "
+        "mtt (s/iteration and peak memory per syn_steps and batch_syn)",
+    )
+    p.add_argument("method", choices=("gm", "mtt"))
+    p.add_argument(
+        "--syn-steps",
+        type=int,
+        nargs="+",
+        default=[10, 20, 30, 50],
+        help="mtt: unrolled student steps per iteration (default: 10 20 30 50)",
+    )
+    p.add_argument(
+        "--batch-syn",
+        type=int,
+        nargs="*",
+        default=[],
+        help="mtt: smaller synthetic batches per step, besides all images (default: none)",
+    )
     p.add_argument(
         "--ipc",
         type=int,

@@ -7,14 +7,19 @@ the evaluation both need (per-class sampling of real batches, a fast test pass).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import tomllib
 import torch
 
 from bench.errors import ConfigError, DataNotFoundError
 from bench.paths import DATASET_CARDS_DIR
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -81,15 +86,35 @@ def load_card(name: str) -> DatasetCard:
 
 @dataclass
 class RealSet:
-    """A whole real split: ``images [N, C, H, W]`` float32 normalised with the card's mean/std,
-    ``labels [N]`` int64 in ``[0, K)``."""
+    """A whole real split: ``images [N, C, H, W]`` float32 normalised with the card's mean/std
+    (or otherwise preprocessed, as ``preprocessing`` says), ``labels [N]`` int64 in ``[0, K)``."""
 
     images: torch.Tensor
     labels: torch.Tensor
     card: DatasetCard
+    preprocessing: dict = field(default_factory=dict)
+    """how ``images`` were made from the files when not by the card's mean/std (e.g. ZCA
+    whitening, ``bench/zca.py``); empty: the card's normalisation"""
+    to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """maps images of this preprocessing back to [0, 1] pixels (for pictures); None:
+    ``denormalise``"""
 
     def to(self, device: torch.device | str) -> RealSet:
-        return RealSet(self.images.to(device), self.labels.to(device), self.card)
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+    def preprocessing_description(self) -> dict:
+        """``preprocessing``, or the card's normalisation where there is none (what expert
+        manifests record and distillation compares)."""
+        return self.preprocessing or {
+            "kind": "normalise",
+            "mean": list(self.card.mean),
+            "std": list(self.card.std),
+        }
+
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``[N, C, H, W]`` of this set's preprocessing as [0, 1] pixels (CPU)."""
+        images = images.detach().cpu().float()
+        return self.to_pixels(images) if self.to_pixels else denormalise(images, self.card)
 
 
 def normalise(images_uint8: torch.Tensor, card: DatasetCard) -> torch.Tensor:
@@ -159,46 +184,142 @@ def _cifar10(card: DatasetCard, root: Path, train: bool, download: bool):
     return images, torch.tensor(dataset.targets, dtype=torch.int64)
 
 
-def _image_folder(card: DatasetCard, root: Path, train: bool, download: bool):
-    """uint8 ``[N, C, H, W]``, int64 ``[N]`` from
-    ``torchvision.datasets.ImageFolder(root/<card.folder>/<split>)`` (e.g. the CIFAR-10 JPEG
-    copy), with the card's classes as the class folders.
-
-    ImageFolder finds the files and their labels (class folders in sorted order) and its own
-    (PIL) loader decodes each file straight into one uint8 array, without per-sample transforms.
-    There is nothing to download: ``download`` is ignored.
+def _check_class_order(class_to_idx: dict[str, int], card: DatasetCard, folder: Path) -> None:
+    """Check that ImageFolder numbered the class folders of ``folder`` in the card's order.
 
     Raises:
-        DataNotFoundError: the class folders do not number the classes in the card's order, or
-            an image does not have the card's shape.
+        DataNotFoundError: a class folder is missing, extra or misnamed (the message lists the
+            folders found, the missing and the unexpected ones).
+    """
+    expected = {name: index for index, name in enumerate(card.classes)}
+    if class_to_idx == expected:
+        return
+    original = load_card(card.variant_of).display_name if card.variant_of else card.display_name
+    missing = [name for name in card.classes if name not in class_to_idx]
+    unexpected = sorted(set(class_to_idx) - set(card.classes))
+    raise DataNotFoundError(
+        f"the class folders in {folder} are {sorted(class_to_idx)} (missing {missing}, "
+        f"unexpected {unexpected}): ImageFolder would not number them in the standard "
+        f"{original} label order {list(card.classes)}; name the folders exactly as the card's "
+        "classes"
+    )
+
+
+def _decode(paths: Sequence[str], loader: Callable[[str], Any], card: DatasetCard) -> torch.Tensor:
+    """Decode image files with ``loader`` (ImageFolder's PIL loader: RGB ``PIL.Image``) into
+    one uint8 ``[len(paths), C, H, W]`` tensor, in the order of ``paths``.
+
+    Each file is decoded straight into one preallocated array, without per-sample transforms.
+
+    Raises:
+        DataNotFoundError: an image does not decode to the card's ``(H, W, C)``.
     """
     import numpy as np
-    import torchvision
 
-    folder = root / card.folder / ("train" if train else "test")
-    dataset = torchvision.datasets.ImageFolder(
-        str(folder), is_valid_file=lambda path: path.lower().endswith((".jpg", ".jpeg"))
-    )
-    expected = {name: index for index, name in enumerate(card.classes)}
-    if dataset.class_to_idx != expected:
-        original = load_card(card.variant_of).display_name if card.variant_of else card.display_name
-        raise DataNotFoundError(
-            f"the class folders in {folder} are {sorted(dataset.class_to_idx)}: ImageFolder would "
-            f"not number them in the standard {original} label order {list(card.classes)}; "
-            "name the folders exactly as the card's classes"
-        )
     shape = (*card.image_size, card.channels)
-    images = np.empty((len(dataset.samples), *shape), dtype=np.uint8)  # NHWC
-    for index, (path, _) in enumerate(dataset.samples):
-        image = np.asarray(dataset.loader(path))
+    images = np.empty((len(paths), *shape), dtype=np.uint8)  # NHWC
+    for index, path in enumerate(paths):
+        image = np.asarray(loader(path))
         if image.shape != shape:
             raise DataNotFoundError(
                 f"{path} decodes to shape {list(image.shape)} (HWC), {card.display_name} images "
                 f"are {list(shape)}: the copy is not the expected one"
             )
         images[index] = image
-    labels = torch.tensor(dataset.targets, dtype=torch.int64)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def _image_folder(card: DatasetCard, root: Path, train: bool, download: bool):
+    """uint8 ``[N, C, H, W]``, int64 ``[N]`` from
+    ``torchvision.datasets.ImageFolder(root/<card.folder>/<split>)`` (e.g. the CIFAR-10 JPEG
+    copy), with the card's classes as the class folders.
+
+    ImageFolder finds the files and their labels (class folders in sorted order) and its own
+    (PIL) loader decodes each file (``_decode``). There is nothing to download: ``download`` is
+    ignored.
+
+    Raises:
+        DataNotFoundError: the class folders do not number the classes in the card's order, or
+            an image does not have the card's shape.
+    """
+    import torchvision
+
+    folder = root / card.folder / ("train" if train else "test")
+    dataset = torchvision.datasets.ImageFolder(
+        str(folder), is_valid_file=lambda path: path.lower().endswith((".jpg", ".jpeg"))
+    )
+    _check_class_order(dataset.class_to_idx, card, folder)
+    images = _decode([path for path, _ in dataset.samples], dataset.loader, card)
+    return images, torch.tensor(dataset.targets, dtype=torch.int64)
+
+
+def eurosat_split(
+    n: int, seed: int = 42, test_fraction: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, test)`` into ``n`` samples: one shuffled split, ``test`` the last
+    ``int(test_fraction * n)`` entries of ``numpy.random.RandomState(seed).permutation(n)`` and
+    ``train`` the rest, both int64 in permutation order (not sorted).
+
+    This is the EuroSAT split of the dataset-distillation reference
+    (julius-lautz/imp_dataset_distillation@4b8bf43, ``helper_functions.get_full_dataset``):
+    ``DATA_DF.sample(frac=1, random_state=42)``, which draws exactly this permutation, then
+    ``[:-int(len * 0.1)]`` / ``[-int(len * 0.1):]``. For ``n = 27000``: 24300 / 2700.
+
+    Raises:
+        ValueError: the test part would be empty or everything (where the reference's
+            ``[:-0]`` slice would silently give an empty train split).
+    """
+    import numpy as np
+
+    n_test = int(n * test_fraction)  # the reference's float arithmetic, not round()
+    if not 0 < n_test < n:
+        raise ValueError(f"a {test_fraction} test fraction of {n} samples is {n_test} samples")
+    order = np.random.RandomState(seed).permutation(n).astype(np.int64)
+    return order[:-n_test], order[-n_test:]
+
+
+def _eurosat(card: DatasetCard, root: Path, train: bool, download: bool):
+    """uint8 ``[N, 3, 64, 64]``, int64 ``[N]`` in 0..9: one split (``eurosat_split``, seed 42,
+    90/10) of the RGB EuroSAT JPEGs that ``torchvision.datasets.EuroSAT(root)`` finds in
+    ``root/eurosat/2750/<Class>/*.jpg`` (and downloads there with ``download``).
+
+    torchvision's EuroSAT is an ImageFolder: class folders and, within each, file names in
+    sorted (string) order. The permutation is applied to that order; only the split's images are
+    decoded, in permutation order, as in the reference.
+
+    Raises:
+        RuntimeError: torchvision's "Dataset not found" (no ``root/eurosat/2750``), which
+            ``load_real`` turns into its ``DataNotFoundError`` naming the folder and ``--download``.
+        DataNotFoundError: a class folder is missing, extra or misnamed, or empty; the number of
+            images is not the card's train + test (another copy would give another split); an
+            image is not 64x64 RGB.
+    """
+    import torchvision
+
+    folder = root / card.folder / "2750"  # card.folder is "eurosat", fixed by torchvision
+    try:
+        dataset = torchvision.datasets.EuroSAT(str(root), download=download)
+    except FileNotFoundError as exc:  # ImageFolder: no class folders, or one without images
+        raise DataNotFoundError(
+            f"{folder} is incomplete ({exc}); delete {root / card.folder} and re-download it "
+            "(--download)"
+        ) from None
+    _check_class_order(dataset.class_to_idx, card, folder)
+    n = len(dataset.samples)
+    if {"train", "test"} <= card.splits.keys():
+        total = card.splits["train"] + card.splits["test"]
+        if n != total:
+            # the split permutes all n files: any other n gives a different split
+            raise DataNotFoundError(
+                f"{folder} holds {n} images, the {card.display_name} card says {total} "
+                f"(train {card.splits['train']} + test {card.splits['test']}); the copy is "
+                f"incomplete or has extra files: delete {root / card.folder} and re-download it"
+            )
+    train_indices, test_indices = eurosat_split(n)
+    indices = train_indices if train else test_indices
+    images = _decode([dataset.samples[i][0] for i in indices], dataset.loader, card)
+    labels = torch.tensor([dataset.targets[i] for i in indices], dtype=torch.int64)
+    return images, labels
 
 
 # card ``loader`` -> function ``(card, root, train, download)``; the card gives each loader
@@ -209,6 +330,7 @@ _LOADERS = {
     "torchvision.datasets.SVHN": _svhn,
     "torchvision.datasets.CIFAR10": _cifar10,
     "torchvision.datasets.ImageFolder": _image_folder,
+    "torchvision.datasets.EuroSAT": _eurosat,
 }
 _NO_DOWNLOAD = {"torchvision.datasets.ImageFolder"}
 """Loaders whose files torchvision cannot download (the card's ``source`` says where they are)."""

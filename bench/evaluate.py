@@ -12,6 +12,7 @@ sets x ``num_eval`` networks (5 x 20 = 100 models).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,7 +25,8 @@ from tqdm import tqdm
 from bench.batched import test_accuracy_many, train_many
 from bench.config import SPEED_ONLY, require_positive
 from bench.data import DatasetCard, RealSet
-from bench.errors import ConfigError
+from bench.dsa import OPS as DSA_OPS
+from bench.errors import ConfigError, ShapeError
 from bench.schedule import train_by_schedule, training_batches
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
@@ -46,18 +48,25 @@ class EvalProtocol:
     """training epochs per network (the reference trains ``epochs + 1`` passes)"""
     lr: float = 0.01
     """initial learning rate, multiplied by 0.1 after ``epochs // 2 + 1`` passes"""
+    lr_from_set: bool = False
+    """start from the synthetic set's learned learning rate instead of ``lr`` (MTT evaluates
+    its sets with the learning rate it learned)"""
     momentum: float = 0.9
     weight_decay: float = 0.0005
     batch_train: int = 256
     """mini-batch size on the synthetic set"""
-    augmentation: Literal["none", "dc"] = "none"
-    """``"dc"``: DC's crop/scale/rotate augmentation during training (reference: MNIST only)"""
+    augmentation: Literal["none", "dc", "dsa"] = "none"
+    """``"dc"``: DC's crop/scale/rotate augmentation during training (reference: MNIST only);
+    ``"dsa"``: differentiable siamese augmentation with ``dsa_strategy`` (``bench/dsa.py``)"""
     aug_crop: int = 4
     """DC augmentation: maximum shift in pixels"""
     aug_scale: float = 0.2
     """DC augmentation: maximum relative resize"""
     aug_rotate: int = 45
     """DC augmentation: maximum rotation in degrees"""
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    """DSA augmentation: parts joined by ``"_"``, one drawn per mini-batch (MTT's evaluation
+    strategy)"""
     batch_test: int = field(default=1000, metadata=SPEED_ONLY)
     """batch size of the test pass (speed only)"""
     networks_per_batch: int = field(default=1, metadata=SPEED_ONLY)
@@ -76,6 +85,11 @@ class EvalProtocol:
             ("num_exp", "num_eval", "batch_train", "batch_test", "networks_per_batch"),
             "eval",
         )
+        unknown_dsa = [p for p in self.dsa_strategy.split("_") if p not in DSA_OPS]
+        if self.dsa_strategy not in ("", "none", "None") and unknown_dsa:
+            raise ConfigError(
+                f"eval.dsa_strategy: unknown part(s) {unknown_dsa}; known: {', '.join(DSA_OPS)}"
+            )
         if self.epochs < 0:
             raise ConfigError(f"eval.epochs must be >= 0 (0: one pass), got {self.epochs}")
 
@@ -156,10 +170,18 @@ def evaluate_synthetic_set(
         ``{model: [accuracy % of network 0, 1, ...]}`` with ``num_eval`` entries per model.
 
     Raises:
-        ShapeError: the synthetic set does not fit the dataset.
+        ShapeError: the synthetic set does not fit the dataset, or ``lr_from_set`` for a set
+            without a learned learning rate.
     """
     card = test.card
     synset.validate(card)
+    if protocol.lr_from_set:
+        if synset.lr is None:
+            raise ShapeError(
+                "eval.lr_from_set: this synthetic set has no learned learning rate; "
+                "set eval.lr_from_set=false"
+            )
+        protocol = dataclasses.replace(protocol, lr=float(synset.lr))
     results = {m: list((done or {}).get(m, [])) for m in protocol.models}
     todo = sum(protocol.num_eval - len(results[m]) for m in protocol.models)
     with tqdm(

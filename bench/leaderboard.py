@@ -37,7 +37,7 @@ from bench.tracking import Tracker
 
 MISSING = "—"
 BUDGET_ORDER = {"paper": 0, "reduced": 1, "smoke": 2}
-METHOD_ORDER = {"random": 0, "herding": 1, "gm": 2, "whole": 3}
+METHOD_ORDER = {"random": 0, "herding": 1, "gm": 2, "mtt": 2, "whole": 3}
 """row order within a dataset and ipc: baselines first, as in DC's Table 1"""
 HEADERS = (
     "recipe",
@@ -69,6 +69,9 @@ class MeasuredRun:
     hardware: str
     start_time: int
     """milliseconds since the epoch (MLflow's), to pick the newest run"""
+    final_mean: float | None = None
+    """where ``mean`` is the best evaluation during distillation (recipes whose published
+    number is that statistic, MTT's): the final synthetic set's mean accuracy, shown beside it"""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,10 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
         model = (tags.get("eval_models") or "ConvNet").split()[0]
         if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
             continue
-        std = metrics.get(f"eval/{model}/acc_std")
+        # the statistic the published number measures (bench.recipes.STATISTICS)
+        key, final = f"eval/{model}/acc", None
+        if f"eval/{model}/max_over_evaluations_acc" in metrics:
+            key, final = f"eval/{model}/max_over_evaluations_acc", metrics[key]
         measured.append(
             MeasuredRun(
                 run_id=run.info.run_id,
@@ -101,13 +107,14 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
                 dataset_name=tags.get("dataset_name", tags.get("dataset", "")),
                 budget=tags.get("budget", ""),
                 model=model,
-                mean=metrics[f"eval/{model}/acc"],
-                std=std,
-                n=int(metrics.get(f"eval/{model}/n", 1)),
+                mean=metrics[key],
+                std=metrics.get(f"{key}_std"),
+                n=int(metrics.get(key.replace("acc", "n"), 1)),
                 verdict=tags.get("verdict", ""),
                 commit=tags.get("git_commit", ""),
                 hardware=tags.get("hardware", ""),
                 start_time=run.info.start_time,
+                final_mean=final,
             )
         )
     return measured
@@ -129,7 +136,10 @@ def build_rows(recipes: list[Recipe], runs: list[MeasuredRun]) -> list[Row]:
 
 def _fmt_measured(run: MeasuredRun) -> str:
     std = MISSING if run.std is None or math.isnan(run.std) else f"{run.std:.2f}"
-    return f"{run.mean:.2f} ± {std} (n={run.n})"
+    text = f"{run.mean:.2f} ± {std} (n={run.n})"
+    if run.final_mean is not None:
+        text += f" max over evaluations; final set {run.final_mean:.2f}"
+    return text
 
 
 def table_cells(row: Row, dataset_names: dict[str, str]) -> list[str]:

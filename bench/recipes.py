@@ -42,9 +42,14 @@ _RECIPE_KEYS = {
     "test",
     "budgets",
     "leaderboard",
+    "baselines",
 }
 _GROUP_KEYS = {"name", "version", "title", "members", "note"}
-_PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked"}
+_PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked", "statistic"}
+STATISTICS = ("final", "max_over_evaluations")
+"""What a published number measures: ``final``, the accuracy of networks trained on the final
+synthetic set; ``max_over_evaluations``, the best mean over the evaluations made during
+distillation (MTT's, a selection on the test set)."""
 _TEST_KEYS = {"margin", "alpha"}
 _BUDGET_KEYS = {"description", "method", "eval"}
 
@@ -82,6 +87,11 @@ class Recipe:
     path: Path
     leaderboard: str
     """the leaderboard table this recipe's row belongs to (e.g. ``dc-table1``)"""
+    statistic: str = "final"
+    """what the published number measures (``STATISTICS``); the verdict tests the same one"""
+    baselines: tuple[str, ...] = ()
+    """recipes measured under the same protocol this one is compared with (e.g. where nothing
+    was published: ``random-eurosat-ipc1``, ``whole-eurosat``)"""
 
 
 @dataclass(frozen=True)
@@ -158,6 +168,12 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
             raise ConfigError(f"{where}: missing [budgets.{needed}]")
     if "mean" not in pub and not pub.get("note"):
         raise ConfigError(f"{where} [published]: no 'mean'; say in 'note' why it is missing")
+    statistic = pub.get("statistic", "final")
+    if statistic not in STATISTICS:
+        raise ConfigError(
+            f"{where} [published]: statistic must be one of {', '.join(STATISTICS)}, "
+            f"got {statistic!r}"
+        )
     return Recipe(
         name=name,
         version=int(raw["version"]),
@@ -182,6 +198,8 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         budgets=budgets,
         path=path,
         leaderboard=raw.get("leaderboard", raw["method"]),
+        statistic=statistic,
+        baselines=tuple(raw.get("baselines", ())),
     )
 
 

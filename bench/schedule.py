@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 
 from bench.augment import dc_augment
+from bench.dsa import dsa_augment
 
 
 def training_batches(
@@ -25,15 +26,18 @@ def training_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One pass over a training set (images ``[N, C, H, W]``, labels ``[N]``, on ``device``):
     ``(x [b, C, H, W], y [b])`` mini-batches of ``protocol.batch_train`` in a random order, with
-    DC augmentation when ``protocol.augmentation == "dc"``; the order and every augmentation
-    come from ``generator``, so a network's draws are the same whether it trains alone or
-    stacked with others (``bench/batched.py``)."""
+    DC augmentation when ``protocol.augmentation == "dc"`` and DSA (``protocol.dsa_strategy``,
+    ``bench/dsa.py``) when it is ``"dsa"``; the order and every augmentation come from
+    ``generator``, so a network's draws are the same whether it trains alone or stacked with
+    others (``bench/batched.py``)."""
     order = torch.randperm(len(labels), generator=generator).to(device)
     for start in range(0, len(labels), protocol.batch_train):
         batch = order[start : start + protocol.batch_train]
         x = images[batch]
         if protocol.augmentation == "dc":
             x = dc_augment(x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate)
+        elif protocol.augmentation == "dsa":
+            x = dsa_augment(x, generator, protocol.dsa_strategy)
         yield x, labels[batch]
 
 

@@ -65,6 +65,9 @@ class Verdict:
     p_difference: float
     values: tuple[float, ...] = ()
     """the measured accuracies (percent) the verdict was computed from"""
+    statistic: str = "final"
+    """what ``values`` are: ``final`` (networks trained on the final synthetic set) or
+    ``max_over_evaluations`` (the best evaluation during distillation, as the paper reports)"""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,7 +84,8 @@ class Verdict:
         return "\n".join(
             [
                 f"verdict: {self.verdict}" + ("" if self.comparable else f" — {self.reason}"),
-                f"  measured : {self.mean:.2f} ± {_fmt(self.std)} (n={self.n})",
+                f"  measured : {self.mean:.2f} ± {_fmt(self.std)} (n={self.n})"
+                + ("" if self.statistic == "final" else f" [{self.statistic}]"),
                 f"  published: {published}",
                 f"  test     : {self.test}; margin ±{self.margin:.2f} pp, alpha {self.alpha}",
                 f"  p-values : equivalence (TOST) {_fmt_p(self.p_equivalence)}, "
@@ -137,6 +141,7 @@ def verdict(
     margin: float,
     alpha: float = 0.05,
     off_protocol: Sequence[str] = (),
+    statistic: str = "final",
 ) -> Verdict:
     """Judge measured accuracies against a published result.
 
@@ -148,6 +153,8 @@ def verdict(
         off_protocol: why the run departs from the paper's protocol (``RunConfig.off_protocol``:
             a smaller budget, ``--set`` overrides, another copy of the dataset); any reason
             makes it not comparable and no test is run.
+        statistic: what ``values`` are (``Verdict.statistic``); it must be what the published
+            number measures.
 
     Raises:
         ValueError: ``margin <= 0``, ``alpha`` outside (0, 1) or no values.
@@ -198,4 +205,39 @@ def verdict(
         p_equivalence=p_eq,
         p_difference=p_diff,
         values=tuple(float(v) for v in x),
+        statistic=statistic,
     )
+
+
+def compare_with_baseline(
+    values: Sequence[float], mean: float, std: float, n: int, alpha: float = 0.05
+) -> dict:
+    """Does a method beat a baseline measured under the same protocol? One-sided Welch t-test
+    (``scipy.stats.ttest_ind_from_stats``, ``alternative="greater"``) of the measured
+    accuracies ``values`` against the baseline's mean, std and number of models.
+
+    Returns:
+        ``{"difference": pp, "p_greater": p, "outcome": "better" | "not shown better"}``
+        (``p_greater`` is NaN where either side has fewer than two models).
+    """
+    x = np.asarray(values, dtype=float)
+    p = float("nan")
+    if len(x) > 1 and n > 1 and (x.std(ddof=1) > 0 or std > 0):
+        p = float(
+            stats.ttest_ind_from_stats(
+                float(x.mean()),
+                float(x.std(ddof=1)),
+                len(x),
+                mean,
+                std,
+                n,
+                equal_var=False,
+                alternative="greater",
+            ).pvalue
+        )
+    better = not math.isnan(p) and p < alpha
+    return {
+        "difference": float(x.mean()) - mean,
+        "p_greater": p,
+        "outcome": "better" if better else "not shown better",
+    }

@@ -5,6 +5,8 @@ File format (``synthetic_set.safetensors``), readable by any evaluator with ``sa
     (``x_normalised = (x - mean) / std`` per channel, ``x`` in [0, 1]);
   - tensor ``labels``: int64 ``[N]``, class indices in ``[0, K)``;
   - optional tensor ``indices``: int64 ``[N]``, positions in the real training split (coresets);
+  - optional tensor ``lr``: float32 0-d, the learned learning rate the set is meant to be trained
+    with (MTT; the evaluation uses it when ``EvalProtocol.lr_from_set``);
   - optional tensors ``points``, ``initial_points``: float32 ``[N, P, 3]``, the point clouds
     (depth, height, width) at the end and start of distillation, where the images are their
     projections (point-cloud methods);
@@ -22,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bench.data import DatasetCard, denormalise
+from bench.data import DatasetCard
 from bench.errors import ShapeError, UserError
 
 FORMAT = "distillbench.synthetic_set/1"
@@ -43,6 +45,8 @@ class SyntheticSet:
             ones (coreset baselines), else ``None``.
         points, initial_points: float32 ``[N, P, 3]`` point clouds whose projections the images
             are, at the end and the start of distillation (point-cloud methods), else ``None``.
+        lr: float32 0-d tensor, the learned learning rate to train on the set with (MTT), else
+            ``None``.
     """
 
     images: torch.Tensor
@@ -55,6 +59,7 @@ class SyntheticSet:
     indices: torch.Tensor | None = None
     points: torch.Tensor | None = None
     initial_points: torch.Tensor | None = None
+    lr: torch.Tensor | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The set's tensors by name (on the CPU), the optional ones only where present."""
@@ -64,6 +69,7 @@ class SyntheticSet:
             "indices": self.indices,
             "points": self.points,
             "initial_points": self.initial_points,
+            "lr": self.lr,
         }
         return {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
 
@@ -145,18 +151,20 @@ class SyntheticSet:
             indices=tensors.get("indices"),
             points=tensors.get("points"),
             initial_points=tensors.get("initial_points"),
+            lr=tensors.get("lr"),
         )
 
 
-def save_grid(images: torch.Tensor, labels: torch.Tensor, card: DatasetCard, path: Path) -> Path:
-    """PNG grid of de-normalised synthetic images: one column per class, one row per image of
-    that class (at most 10 rows). ``images`` is ``[N, C, H, W]`` normalised, ``labels`` ``[N]``."""
+def save_grid(pixels: torch.Tensor, labels: torch.Tensor, card: DatasetCard, path: Path) -> Path:
+    """PNG grid of synthetic images: one column per class, one row per image of that class (at
+    most 10 rows). ``pixels`` is ``[N, C, H, W]`` in [0, 1] (``RealSet.pixels``), ``labels``
+    ``[N]``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pixels = denormalise(images.detach().cpu().float(), card)
+    pixels = pixels.detach().cpu().float()
     per_class = [pixels[labels.cpu() == c][:10] for c in range(card.num_classes)]
     rows = max(1, max(len(p) for p in per_class))
     fig, axes = plt.subplots(

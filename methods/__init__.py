@@ -21,6 +21,7 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "herding": ("methods.coreset", "HerdingConfig", "select_herding"),
     "whole": ("methods.whole", "WholeConfig", "whole_training_set"),
     "pc-gm": ("methods.pc_gm", "PCGMConfig", "distill"),
+    "mtt": ("methods.mtt", "MTTConfig", "distill"),
 }
 
 # Methods that train on the whole real training split: their recipes have no ipc, and there is
@@ -31,9 +32,9 @@ WHOLE_SET_METHODS = ("whole",)
 @dataclass(frozen=True)
 class Method:
     """A loaded method: its config class, its ``distill`` function and, where the method
-    defines one in its module, ``prepare_real(real_set, config) -> RealSet``: the view of the
-    real data (train and test split alike) the method and its evaluation use (``pc-gm``:
-    binarised MNIST)."""
+    defines one in its module, ``prepare_real(train, test, config) -> (train, test)``: the view
+    of the real data the method and its evaluation use (``pc-gm``: binarised MNIST; ``mtt``:
+    ZCA whitening fitted on the training split)."""
 
     name: str
     config_class: type

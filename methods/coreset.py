@@ -28,12 +28,17 @@ from bench.data import RealSet
 from bench.errors import ConfigError
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
+from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
 from methods.networks import NETWORKS
 
 
 @dataclass(frozen=True)
 class RandomConfig:
     """Random selection has no hyper-parameters besides the run's seed and ipc."""
+
+    zca: bool = False
+    """select from, and evaluate on, ZCA-whitened data (``bench/zca.py``): the baseline of a
+    method that whitens (MTT) under the same protocol"""
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class HerdingConfig:
     state its schedule; the network passes ``feature_epochs + 1`` times, as the evaluation)"""
     batch_train: int = 256
     """mini-batch size when training the feature extractor"""
+    zca: bool = False
+    """as ``RandomConfig.zca``"""
     batch_features: int = field(default=1000, metadata=SPEED_ONLY)
     """batch size when computing features (speed only)"""
 

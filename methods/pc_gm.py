@@ -126,12 +126,17 @@ def binary_pixels(real: RealSet, threshold: int) -> torch.Tensor:
     return denormalise(real.images, real.card)[:, 0] > (threshold + 0.5) / 255.0
 
 
-def prepare_real(real: RealSet, config: PCGMConfig) -> RealSet:
+def binarised(real: RealSet, config: PCGMConfig) -> RealSet:
     """The split the method and its evaluation see: binary MNIST (report §3.1.1; the reference
     binarises the test split the same way), normalised with the card's mean/std as every
     ``RealSet``. ``images [N, 1, 28, 28]`` float32, labels unchanged."""
     binary = binary_pixels(real, config.threshold).unsqueeze(1)
     return RealSet(normalise(binary.to(torch.uint8) * 255, real.card), real.labels, real.card)
+
+
+def prepare_real(train: RealSet, test: RealSet, config: PCGMConfig) -> tuple[RealSet, RealSet]:
+    """Both splits ``binarised``."""
+    return binarised(train, config), binarised(test, config)
 
 
 def projected_images(clouds: torch.Tensor, card) -> torch.Tensor:

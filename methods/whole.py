@@ -10,12 +10,16 @@ import torch
 
 from bench.data import RealSet
 from bench.synthetic import SyntheticSet
+from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
 
 
 @dataclass(frozen=True)
 class WholeConfig:
     """Nothing to choose: the training set is the whole real training split. How the network
     is trained is the recipe's evaluation protocol."""
+
+    zca: bool = False
+    """train and test on ZCA-whitened data (``bench/zca.py``), as MTT's baselines"""
 
 
 def whole_training_set(

@@ -12,11 +12,11 @@ from bench.errors import ConfigError
 from bench.pointclouds import GRID, first_points, image_to_points, masks_to_batch
 from methods.pc_gm import (
     PCGMConfig,
+    binarised,
     binary_pixels,
     build_network,
     distill,
     matching_step,
-    prepare_real,
 )
 
 CPU = torch.device("cpu")
@@ -25,7 +25,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def binary_train(mnist):
     train, _ = mnist
-    return prepare_real(train, PCGMConfig())
+    return binarised(train, PCGMConfig())
 
 
 def real_batches(binary_train, per_class: int):

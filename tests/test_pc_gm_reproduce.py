@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.evaluate import EvalProtocol, evaluate_synthetic_set
 from bench.synthetic import SyntheticSet
 from bench.tracking import Tracker
-from methods.pc_gm import PCGMConfig, prepare_real, projected_images
+from methods.pc_gm import PCGMConfig, binarised, projected_images
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_projected_clouds_beat_their_untrained_random_start(smoke_run, mnist, tm
     )
     assert synset.points.shape == synset.initial_points.shape == (10, 250, 3)
     _, test = mnist
-    test = prepare_real(test, PCGMConfig())
+    test = binarised(test, PCGMConfig())
     start = dataclasses.replace(synset, images=projected_images(synset.initial_points, test.card))
     protocol = EvalProtocol(num_eval=4, epochs=300, augmentation="dc")
     accuracies = {
