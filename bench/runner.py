@@ -295,13 +295,13 @@ class Reproduction:
         """Run the method from its last checkpoint, logging, showing progress, checkpointing
         every ``checkpoint_every`` outer iterations and estimating the remaining time."""
         iterations = getattr(self.config.method_config, "iterations", None)
-        extra = {}
-        if getattr(self.config.method_config, "eval_every", 0):
-            extra["evaluate"] = self._evaluate_during(index, seed, state, child, label)
         if not iterations:  # baselines: a selection, no outer loop to show or checkpoint
             return self.method.distill(
                 self.train, self.config.ipc, self.config.method_config, seed, self.device
             )
+        extra = {}
+        if getattr(self.config.method_config, "eval_every", 0):
+            extra["evaluate"] = self._evaluate_during(index, seed, state, child, label)
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
         started = time.perf_counter()
