@@ -46,7 +46,9 @@ from bench.synthetic import SyntheticSet
 from methods.gm import GMConfig, distill, loops_for
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set size
+    (a high-water mark), in MiB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -240,7 +242,7 @@ def run_benchmark(
             "batched_network_epochs_per_s": batched,
             "batched_speedup": batched / sequential,
             "batched_max_relative_parameter_difference": gap,
-            "peak_memory_mb": _peak_memory_mb(device),
+            "peak_memory_mb": peak_memory_mb(device),
         }
         results.append(result)
         rows.append(

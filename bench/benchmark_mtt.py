@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -27,11 +26,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from bench.benchmark import peak_memory_mb
 from bench.provenance import git_commit, hardware, package_versions
-
-
-def _rss_peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, device: str):
@@ -39,7 +35,6 @@ def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, 
     from methods.mtt import MTTConfig, trajectory_matching_loss
     from methods.networks import build_network
 
-    torch.set_num_threads(torch.get_num_threads())
     dev = torch.device(device)
     net = build_network("ConvNet", 3, 10, (32, 32), 0).to(dev)
     size = sum(p.numel() for p in net.parameters())
@@ -54,10 +49,8 @@ def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, 
     )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        before = torch.cuda.memory_allocated(dev) / 2**20
-    else:
-        before = _rss_peak_mb()
+        torch.cuda.reset_peak_memory_stats(dev)  # the peak restarts at what is allocated now
+    before = peak_memory_mb(dev)
     times = []
     for _ in range(iterations + 1):
         began = time.perf_counter()
@@ -66,16 +59,12 @@ def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, 
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         times.append(time.perf_counter() - began)
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20 - before
-    else:
-        peak = _rss_peak_mb() - before
     return {
         "ipc": ipc,
         "syn_steps": syn_steps,
         "batch_syn": batch_syn or 10 * ipc,
         "seconds_per_iteration": statistics.median(times[1:]),
-        "peak_memory_mb": peak,
+        "peak_memory_mb": peak_memory_mb(dev) - before,
     }
 
 

@@ -329,7 +329,9 @@ AfterIteration = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]],
 def initial_synthetic_images(
     real_by_class: list[torch.Tensor], ipc: int, config: GMConfig, seed: int
 ) -> torch.Tensor:
-    """``[K * ipc, C, H, W]`` initial images, class-major: noise ~ N(0, 1) or real draws."""
+    """``[K * ipc, C, H, W]`` initial images, class-major: noise ~ N(0, 1) or real draws, as
+    ``config.init`` says (any config with that field: DC's, MTT's). ``real_by_class`` holds
+    each class's real images ``[N_c, C, H, W]``; every draw comes from ``seed``."""
     generator = torch.Generator().manual_seed(derive_seed(seed, _INIT))
     shape = (len(real_by_class) * ipc, *real_by_class[0].shape[1:])
     if config.init == "noise":

@@ -39,13 +39,15 @@ from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
 from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
 from methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
+from methods.gm import initial_synthetic_images
 from methods.networks import NETWORKS, build_network
 
 MIN_LR = 1e-8
 """floor of the learned learning rate"""
 
-# Seed streams (first key of derive_seed) so no two draws share a stream.
-_INIT, _ITERATION, _NETWORK = 0, 1, 2
+# Seed streams (first key of derive_seed) so no two draws share a stream; stream 0 is the
+# initial images' (``methods.gm.initial_synthetic_images``).
+_ITERATION, _NETWORK = 1, 2
 
 
 @dataclass(frozen=True)
@@ -230,18 +232,9 @@ def distill(
     labels = torch.arange(card.num_classes).repeat_interleave(ipc)
     labels_dev = labels.to(device)
 
-    generator = torch.Generator().manual_seed(derive_seed(seed, _INIT))
-    if config.init == "real":
-        picks = [
-            (real.labels == c)
-            .nonzero()
-            .flatten()[torch.randperm(int((real.labels == c).sum()), generator=generator)[:ipc]]
-            for c in range(card.num_classes)
-        ]
-        initial = real.images[torch.cat(picks)].clone()
-    else:
-        initial = torch.randn((len(labels), card.channels, *card.image_size), generator=generator)
-    images = initial.to(device).requires_grad_(True)
+    real_by_class = [real.images[real.labels == c] for c in range(card.num_classes)]
+    images = initial_synthetic_images(real_by_class, ipc, config, seed).to(device)
+    images.requires_grad_(True)
     lr = torch.tensor(config.lr_teacher, device=device).requires_grad_(True)
     optimizer_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
     optimizer_lr = torch.optim.SGD([lr], lr=config.lr_lr, momentum=config.momentum)
