@@ -141,10 +141,12 @@ def _subset(real: RealSet, per_class: int | None) -> RealSet:
     return dataclasses.replace(real, images=real.images[keep], labels=real.labels[keep])
 
 
-def _new_manifest(config: ExpertConfig, real: RealSet, net: torch.nn.Module) -> dict:
+def _new_manifest(
+    config: ExpertConfig, real: RealSet, net: torch.nn.Module, device: torch.device
+) -> dict:
     from bench.provenance import provenance_tags
 
-    tags = provenance_tags(torch.device("cpu"))
+    tags = provenance_tags(device)
     return {
         "format": FORMAT,
         "config": config.training(),
@@ -217,7 +219,7 @@ def generate_experts(
         manifest = json.loads(manifest_path.read_text())
         _check_manifest(manifest, config, real, folder)
     else:
-        manifest = _new_manifest(config, real, template)
+        manifest = _new_manifest(config, real, template, device)
         _write_json(manifest_path, manifest)
     done = {entry["index"] for entry in manifest["experts"]}
     images, labels = real.images.to(device), real.labels.to(device)
