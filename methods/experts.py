@@ -107,6 +107,7 @@ class ExpertConfig:
 
 
 def trajectory_folder(experts_dir: str | Path, config: ExpertConfig) -> Path:
+    """``<experts_dir>/<dataset>/<model>-<zca|nozca>``: where ``config``'s experts are stored."""
     return Path(experts_dir) / config.folder_name
 
 
