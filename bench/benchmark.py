@@ -54,6 +54,23 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def write_record(out: Path, name: str, device: torch.device, **fields) -> Path:
+    """Write ``<out>/<name>-<commit>.json`` with the commit, hardware, package versions and
+    ``fields``; print and return its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
+    path = out / f"{name}-{commit[:12]}.json"
+    record = {
+        "commit": commit,
+        "hardware": hardware(device),
+        "versions": package_versions(),
+        **fields,
+    }
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+    return path
+
+
 def _matmul_peak_gflops(device, size: int = 4096) -> float:
     """fp32 matmul rate of this device in GFLOP/s (best of 3 ``size x size`` products): the
     physical limit a speed-up is judged against (``../shared/notes/performance.md``)."""

@@ -17,7 +17,6 @@ Results are printed and written as JSON to ``<out>/mtt-<commit>.json``.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import statistics
 import time
@@ -26,8 +25,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.benchmark import peak_memory_mb
-from bench.provenance import git_commit, hardware, package_versions
+from bench.benchmark import peak_memory_mb, write_record
+from bench.provenance import hardware
 
 
 def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, device: str):
@@ -101,16 +100,4 @@ def run_mtt_benchmark(
     headers = ["ipc", "syn_steps", "batch_syn", "s / iteration", "peak MB per iteration"]
     print(f"\nMTT iteration, ConvNet-3 on 3x32x32, {hardware(device)}")
     print(tabulate(rows, headers=headers))
-    out.mkdir(parents=True, exist_ok=True)
-    commit = git_commit()
-    path = out / f"mtt-{commit[:12]}.json"
-    record = {
-        "commit": commit,
-        "hardware": hardware(device),
-        "versions": package_versions(),
-        "iterations_timed": iterations,
-        "results": results,
-    }
-    path.write_text(json.dumps(record, indent=2))
-    print(f"wrote {path}")
-    return path
+    return write_record(out, "mtt", device, iterations_timed=iterations, results=results)

@@ -194,6 +194,14 @@ def _cmd_experts(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.method == "gtn":
+        from bench.benchmark_gtn import run_gtn_benchmark
+        from bench.runner import pick_device
+
+        run_gtn_benchmark(
+            tuple(args.inner_steps), args.iterations, pick_device(args.device), Path(args.out)
+        )
+        return 0
     if args.method == "mtt":
         from bench.benchmark_mtt import run_mtt_benchmark
         from bench.runner import pick_device
@@ -424,10 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="benchmark a method: gm (outer iterations/s, evaluation epochs/s, peak memory) or "
-        "mtt (s/iteration and peak memory per syn_steps and batch_syn)",
+        help="benchmark a method: gm (outer iterations/s, evaluation epochs/s, peak memory), "
+        "mtt (s/iteration and peak memory per syn_steps and batch_syn) or gtn (GTN+GM, GTN+IFT "
+        "and unrolled GTN side by side: s/iteration, peak and autograd memory)",
     )
-    p.add_argument("method", choices=("gm", "mtt"))
+    p.add_argument("method", choices=("gm", "mtt", "gtn"))
+    p.add_argument(
+        "--inner-steps",
+        type=int,
+        nargs="+",
+        default=[5, 10, 20],
+        help="gtn: learner steps per generator update (default: 5 10 20; the paper's is 10)",
+    )
     p.add_argument(
         "--syn-steps",
         type=int,
@@ -457,7 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fast variants of the distillation loop timed against the plain one: "
         "channels_last, compile, batched, bf16 (default: all)",
     )
-    p.add_argument("--iterations", type=int, default=3, help="outer iterations timed per ipc")
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=3,
+        help="outer iterations timed per ipc (gtn: per variant, after one warm-up)",
+    )
     p.add_argument("--epochs", type=int, default=20, help="evaluation epochs timed per ipc")
     p.add_argument(
         "--networks",

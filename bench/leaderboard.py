@@ -37,7 +37,16 @@ from bench.tracking import Tracker
 
 MISSING = "—"
 BUDGET_ORDER = {"paper": 0, "reduced": 1, "smoke": 2}
-METHOD_ORDER = {"random": 0, "herding": 1, "gm": 2, "mtt": 2, "whole": 3}
+METHOD_ORDER = {
+    "random": 0,
+    "herding": 1,
+    "gm": 2,
+    "mtt": 2,
+    "gtn-unrolled": 2,
+    "gtn-gm": 3,
+    "gtn-ift": 4,
+    "whole": 5,
+}
 """row order within a dataset and ipc: baselines first, as in DC's Table 1"""
 HEADERS = (
     "recipe",

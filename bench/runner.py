@@ -268,7 +268,7 @@ class Reproduction:
         else:
             synset = self.distill(index, set_seed, state, child, label)
             if keeps_set:
-                state["synthetic"] = synset.tensors()
+                state["synthetic"] = synset.state()
                 self.checkpoints.save(index, state)
         synset = dataclasses.replace(synset, config_hash=config.config_hash())
         if keeps_set:
@@ -394,6 +394,9 @@ class Reproduction:
             self.train.pixels(synset.images), synset.labels, card, folder / "synthetic_grid.png"
         )
         self.tracker.log_artifact(run_id, grid)
+        if synset.generator is not None:
+            path = synset.save_generator(folder / "generator.safetensors")
+            self.tracker.log_artifact(run_id, path)
         if synset.points is not None:
             render = save_point_cloud_render(
                 synset.initial_points,

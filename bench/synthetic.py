@@ -47,6 +47,8 @@ class SyntheticSet:
             are, at the end and the start of distillation (point-cloud methods), else ``None``.
         lr: float32 0-d tensor, the learned learning rate to train on the set with (MTT), else
             ``None``.
+        generator: the state dict of the generator that sampled the images (GTN methods), else
+            ``None``; saved beside the set by ``save_generator``, not in its file.
     """
 
     images: torch.Tensor
@@ -60,6 +62,7 @@ class SyntheticSet:
     points: torch.Tensor | None = None
     initial_points: torch.Tensor | None = None
     lr: torch.Tensor | None = None
+    generator: dict[str, torch.Tensor] | None = None
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The set's tensors by name (on the CPU), the optional ones only where present."""
@@ -72,6 +75,35 @@ class SyntheticSet:
             "lr": self.lr,
         }
         return {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
+
+    def state(self) -> dict:
+        """``tensors()`` plus the generator's weights where present: what a checkpoint keeps
+        to rebuild the set as ``SyntheticSet(**state, method=..., ...)``."""
+        state: dict = self.tensors()
+        if self.generator is not None:
+            state["generator"] = self.generator
+        return state
+
+    def save_generator(self, path: Path) -> Path:
+        """Write the generator's weights as safetensors (metadata: ``format``
+        ``distillbench.generator/1``, method, dataset, seed, config_hash; the architecture is
+        the run's method config); returns ``path``.
+
+        Raises:
+            UserError: the set has no generator.
+        """
+        if self.generator is None:
+            raise UserError(f"the {self.method} synthetic set has no generator to save")
+        metadata = {
+            "format": "distillbench.generator/1",
+            "method": self.method,
+            "dataset": self.dataset,
+            "seed": str(self.seed),
+            "config_hash": self.config_hash,
+        }
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.generator.items()}
+        save_file(tensors, str(path), metadata=metadata)
+        return path
 
     def validate(self, card: DatasetCard) -> None:
         """Check shapes, dtypes, labels and finiteness against the dataset card.

@@ -22,6 +22,9 @@ METHODS: dict[str, tuple[str, str, str]] = {
     "whole": ("methods.whole", "WholeConfig", "whole_training_set"),
     "pc-gm": ("methods.pc_gm", "PCGMConfig", "distill"),
     "mtt": ("methods.mtt", "MTTConfig", "distill"),
+    "gtn-gm": ("methods.gtn", "GTNGMConfig", "distill"),
+    "gtn-ift": ("methods.gtn", "GTNIFTConfig", "distill"),
+    "gtn-unrolled": ("methods.gtn", "GTNUnrolledConfig", "distill"),
 }
 
 # Methods that train on the whole real training split: their recipes have no ipc, and there is
