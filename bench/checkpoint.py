@@ -6,7 +6,8 @@ of tensors and plain values, read back with ``weights_only=True``):
 - ``config_hash``: the run config it belongs to;
 - ``distill``: the method's resumable state (for DC: ``iteration`` = next outer iteration,
   ``images [K * ipc, C, H, W]``, ``optimizer`` state dict);
-- ``synthetic``: once distillation has finished, the synthetic set's ``images`` and ``labels``;
+- ``synthetic``: once distillation has finished, the synthetic set (``SyntheticSet.state()``:
+  ``images``, ``labels``, its optional tensors and, for GTN, the generator's weights);
 - ``accuracies``: ``{model: [accuracy %, ...]}`` of the evaluation networks trained so far.
 
 Writes go to a temporary file that is renamed over the old one, so a kill mid-write leaves the
