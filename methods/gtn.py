@@ -48,6 +48,7 @@ learner step (the reference draws a new one).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -63,7 +64,7 @@ from bench.errors import ConfigError, DivergedError
 from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
 from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
-from methods.gm import gradient_distance
+from methods.gm import AfterIteration, gradient_distance
 from methods.networks import NETWORKS, build_network
 
 # Seed streams (first key of derive_seed).
@@ -267,7 +268,8 @@ def fresh_learner(config: GTNConfig, real: RealSet, seed: int, device: torch.dev
 
 
 def learner_step(net: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """One SGD step of the learner on a batch; returns the squared gradient norm."""
+    """One SGD step of the learner on images ``[N, C, H, W]`` with int64 labels ``[N]``;
+    returns the squared norm of the learner's gradient (sum over its parameters)."""
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(net(images), labels).backward()
     norm = sum(float(p.grad.pow(2).sum()) for p in net.parameters() if p.grad is not None)
@@ -589,9 +591,6 @@ def validation_accuracy(
     return test_accuracy(net, validation, 1000, device)
 
 
-AfterIteration = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], None]
-
-
 def distill(
     real: RealSet,
     ipc: int,
@@ -659,7 +658,7 @@ def distill(
         metrics = training.iteration(
             derive_seed(seed, _ITERATION, it), derive_seed(seed, _LEARNER, it)
         )
-        if not all(torch.isfinite(torch.tensor(v)) for v in metrics.values()):
+        if not all(math.isfinite(v) for v in metrics.values()):
             error = DivergedError(
                 f"GTN loss became {metrics['distill/loss']} at iteration {it}; lower "
                 "method.lr_generator; the kept generator's sample is kept"

@@ -39,7 +39,7 @@ from bench.seeds import derive_seed
 from bench.synthetic import SyntheticSet
 from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
 from methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
-from methods.gm import initial_synthetic_images
+from methods.gm import AfterIteration, initial_synthetic_images
 from methods.networks import NETWORKS, build_network
 
 MIN_LR = 1e-8
@@ -186,9 +186,6 @@ def trajectory_matching_loss(
         (grad,) = torch.autograd.grad(loss, params, create_graph=True)
         params = params - lr * grad
     return ((params - target) ** 2).sum() / ((start - target) ** 2).sum()
-
-
-AfterIteration = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], None]
 
 
 def distill(
