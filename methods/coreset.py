@@ -23,13 +23,14 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.config import SPEED_ONLY, require_positive
-from bench.data import RealSet
-from bench.errors import ConfigError
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
-from methods.networks import NETWORKS
+from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.data.zca import prepare_real
+from bench.evaluation.networks import NETWORKS
+from bench.spec.method import Kind, Method
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class RandomConfig:
     """Random selection has no hyper-parameters besides the run's seed and ipc."""
 
     zca: bool = False
-    """select from, and evaluate on, ZCA-whitened data (``bench/zca.py``): the baseline of a
+    """select from, and evaluate on, ZCA-whitened data (``bench/data/zca.py``): the baseline of a
     method that whitens (MTT) under the same protocol"""
 
 
@@ -133,7 +134,7 @@ def _coreset(real: RealSet, indices: torch.Tensor, method: str, ipc: int, seed: 
         ipc=ipc,
         seed=seed,
         config_hash="",
-        indices=indices,
+        extras={"indices": indices},
     )
 
 
@@ -143,11 +144,11 @@ def select_random(
     config: RandomConfig,
     seed: int,
     device: torch.device,
-    resume: dict[str, Any] | None = None,
-    after_iteration: Any = None,
+    **_: Any,
 ) -> SyntheticSet:
     """Random coreset: ``ipc`` real images per class (``[K * ipc, C, H, W]``, class-major),
-    drawn with ``derive_seed(seed, 0)``. Same signature as every method's ``distill``."""
+    drawn with ``derive_seed(seed, 0)``. The contract's ``Distill``; it has no outer loop, so
+    ``resume``, ``after_iteration`` and ``evaluate`` are ignored."""
     indices = random_indices(real.labels, ipc, real.card.num_classes, derive_seed(seed, 0))
     return _coreset(real, indices, "random", ipc, seed)
 
@@ -158,13 +159,12 @@ def select_herding(
     config: HerdingConfig,
     seed: int,
     device: torch.device,
-    resume: dict[str, Any] | None = None,
-    after_iteration: Any = None,
+    **_: Any,
 ) -> SyntheticSet:
     """Herding coreset: train ``config.model`` on the whole ``real`` training split (initial
     parameters and data order from ``seed``), compute its ``embed`` features ``[N, d]`` and
     herd ``ipc`` images per class (``[K * ipc, C, H, W]``, class-major)."""
-    from bench.evaluate import EvalProtocol, train_on_synthetic
+    from bench.evaluation.evaluate import EvalProtocol, train_on_synthetic
     from methods.whole import WholeConfig, whole_training_set
 
     card = real.card
@@ -193,3 +193,21 @@ def embed_all(net: torch.nn.Module, images: torch.Tensor, batch: int, device: to
         for start in range(0, len(images), batch)
     ]
     return torch.cat(out)
+
+
+RANDOM = Method(
+    name="random",
+    config_class=RandomConfig,
+    kind=Kind.CORESET,
+    distill=select_random,
+    prepare_real=prepare_real,
+    description="random coreset: ipc real images per class drawn uniformly",
+)
+HERDING = Method(
+    name="herding",
+    config_class=HerdingConfig,
+    kind=Kind.CORESET,
+    distill=select_herding,
+    prepare_real=prepare_real,
+    description="herding coreset on the features of a network trained on the real set",
+)

@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from bench.config import require_positive
-from bench.data import RealSet
-from bench.errors import CheckpointError, ConfigError, DataNotFoundError
-from bench.seeds import derive_seed
-from methods.networks import NETWORKS, build_network
+from bench.core.config import require_positive
+from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet
+from bench.evaluation.networks import NETWORKS, build_network
 
 FORMAT = "distillbench.expert_trajectories/1"
 
@@ -58,7 +58,7 @@ class ExpertConfig:
     """dataset card name"""
     model: str = "ConvNet"
     zca: bool = True
-    """train on ZCA-whitened images (``bench/zca.py``)"""
+    """train on ZCA-whitened images (``bench/data/zca.py``)"""
     num_experts: int = 100
     epochs: int = 50
     lr: float = 0.01
@@ -145,7 +145,7 @@ def _subset(real: RealSet, per_class: int | None) -> RealSet:
 def _new_manifest(
     config: ExpertConfig, real: RealSet, net: torch.nn.Module, device: torch.device
 ) -> dict:
-    from bench.provenance import provenance_tags
+    from bench.core.provenance import provenance_tags
 
     tags = provenance_tags(device)
     return {
@@ -207,8 +207,8 @@ def generate_experts(
     Raises:
         ConfigError: the folder holds experts made with another training config or preprocessing.
     """
-    from bench.evaluate import test_accuracy
-    from bench.schedule import training_batches
+    from bench.evaluation.evaluate import test_accuracy
+    from bench.evaluation.schedule import training_batches
 
     folder = trajectory_folder(experts_dir, config)
     folder.mkdir(parents=True, exist_ok=True)

@@ -29,19 +29,21 @@ double-backward graphs alive at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from bench.config import SPEED_ONLY, require_positive
-from bench.data import RealSet
-from bench.errors import ConfigError, DivergedError
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from methods.networks import NETWORKS, build_network
+from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.networks import NETWORKS, build_network
+from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
+from bench.spec.outer_loop import OuterLoop
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -323,8 +325,6 @@ def matching_step(
 # Seed streams (first key of derive_seed) so no two draws share a stream.
 _INIT, _ITERATION, _NETWORK = 0, 1, 2
 
-AfterIteration = Callable[[int, dict[str, float], Callable[[], dict[str, Any]]], None]
-
 
 def initial_synthetic_images(
     real_by_class: list[torch.Tensor], ipc: int, config: GMConfig, seed: int
@@ -349,8 +349,10 @@ def distill(
     config: GMConfig,
     seed: int,
     device: torch.device,
+    *,
     resume: dict[str, Any] | None = None,
     after_iteration: AfterIteration | None = None,
+    evaluate: EvaluateDuring | None = None,
 ) -> SyntheticSet:
     """Learn a synthetic set of ``ipc`` images per class from ``real`` by gradient matching.
 
@@ -365,6 +367,7 @@ def distill(
         after_iteration: called after every outer iteration ``it`` (0-based) as
             ``after_iteration(it, {"distill/loss": ...}, state)``; ``state()`` returns the
             resumable state. Used by the runner to log, show progress and checkpoint.
+        evaluate: unused (DC evaluates only the final set).
 
     Returns:
         SyntheticSet with images ``[K * ipc, C, H, W]`` float32 and labels ``[K * ipc]`` int64,
@@ -386,26 +389,23 @@ def distill(
     images = initial_synthetic_images(real_by_class, ipc, config, seed).to(device)
     images.requires_grad_(True)
     optimizer_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum_img)
-    start = 0
     if resume is not None:
         with torch.no_grad():
             images.copy_(resume["images"].to(device))
         optimizer_img.load_state_dict(resume["optimizer"])
-        start = int(resume["iteration"])
-
-    def as_synthetic_set() -> SyntheticSet:
-        return SyntheticSet(
+    loop = OuterLoop(
+        config.iterations,
+        resume,
+        after_iteration,
+        synthetic_set=lambda: SyntheticSet(
             images.detach().cpu().clone(), labels.clone(), "gm", card.name, ipc, seed, ""
-        )
-
-    def state_after(iteration: int) -> Callable[[], dict[str, Any]]:
-        return lambda: {
-            "iteration": iteration + 1,
+        ),
+        state=lambda: {
             "images": images.detach().cpu().clone(),
             "optimizer": optimizer_img.state_dict(),
-        }
-
-    for it in range(start, config.iterations):
+        },
+    )
+    for it in loop:
         generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
         net = (
             build_network(
@@ -435,13 +435,12 @@ def distill(
                 net, images, ipc, real_batches, config, real_gradients
             )
             step_loss = loss.item()
-            if not (torch.isfinite(torch.tensor(step_loss)) and torch.isfinite(images.grad).all()):
-                error = DivergedError(
-                    f"matching loss became {step_loss} at outer iteration {it} (outer loop {ol}); "
-                    "lower method.lr_img or check the data; the last good synthetic set is kept"
-                )
-                error.last_good = as_synthetic_set()
-                raise error
+            loop.check_finite(
+                f"matching loss at outer iteration {it} (outer loop {ol})",
+                step_loss,
+                images.grad,
+                hint="lower method.lr_img or check the data",
+            )
             optimizer_img.step()
             loss_sum += step_loss
             if ol == outer_loop - 1:
@@ -456,7 +455,15 @@ def distill(
                     optimizer_net.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer_net.step()
-        if after_iteration is not None:
-            metrics = {"distill/loss": loss_sum / (card.num_classes * outer_loop)}
-            after_iteration(it, metrics, state_after(it))
-    return as_synthetic_set()
+        loop.report(it, {"distill/loss": loss_sum / (card.num_classes * outer_loop)})
+    return loop.synthetic_set()
+
+
+METHOD = Method(
+    name="gm",
+    config_class=GMConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    speed_benchmark="methods.gm_speed:main",
+    description="Dataset Condensation with gradient matching (Zhao et al., ICLR 2021)",
+)

@@ -48,7 +48,6 @@ learner step (the reference draws a new one).
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,14 +57,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.config import require_positive
-from bench.data import RealSet
-from bench.errors import ConfigError, DivergedError
-from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from methods.gm import AfterIteration, gradient_distance
-from methods.networks import NETWORKS, build_network
+from bench.core.config import require_positive
+from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet
+from bench.data.synthetic import GENERATOR_PREFIX, SyntheticSet
+from bench.evaluation.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
+from bench.evaluation.networks import NETWORKS, build_network
+from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
+from bench.spec.outer_loop import OuterLoop
+from methods.gm import gradient_distance
 
 # Seed streams (first key of derive_seed).
 _GENERATOR, _ITERATION, _LEARNER, _SAMPLE, _SELECT = 1, 2, 3, 4, 5
@@ -563,7 +564,7 @@ def sample_synthetic_set(
     generator: Generator, real: RealSet, ipc: int, seed: int, method: str
 ) -> SyntheticSet:
     """``ipc`` samples per class of ``generator`` in eval mode from noise seeded by ``seed``;
-    the set carries the generator's weights (``SyntheticSet.generator``)."""
+    the set carries the generator's weights (extras ``generator.*``)."""
     generator = generator.eval()
     device = next(generator.parameters()).device
     labels = balanced_labels(real.card.num_classes, ipc, device)
@@ -577,7 +578,10 @@ def sample_synthetic_set(
         ipc,
         seed,
         "",
-        generator={k: v.detach().cpu().clone() for k, v in generator.state_dict().items()},
+        extras={
+            GENERATOR_PREFIX + k: v.detach().cpu().clone()
+            for k, v in generator.state_dict().items()
+        },
     )
 
 
@@ -597,8 +601,10 @@ def distill(
     config: GTNConfig,
     seed: int,
     device: torch.device,
+    *,
     resume: dict[str, Any] | None = None,
     after_iteration: AfterIteration | None = None,
+    evaluate: EvaluateDuring | None = None,
 ) -> SyntheticSet:
     """Train a generator by the variant ``config``'s class names and sample a synthetic set.
 
@@ -613,6 +619,7 @@ def distill(
         after_iteration: called after every iteration as ``after_iteration(it, metrics,
             state)`` with ``distill/loss`` (GM: matching loss; IFT, unrolled: the learner's loss
             on a real batch) and, on selection iterations, ``distill/validation_acc``.
+        evaluate: unused (the generator is selected on its own validation split).
 
     Returns:
         SyntheticSet with images ``[K * ipc, C, H, W]`` (class-major labels) and the kept
@@ -632,12 +639,10 @@ def distill(
         labels=real.labels[: config.validation_images],
     )
     best = {"accuracy": -1.0, "weights": None}
-    start = 0
     if resume is not None:
         gen.load_state_dict(resume["generator"])
         optimizer.load_state_dict(resume["optimizer"])
         best = {"accuracy": resume["best_accuracy"], "weights": resume["best_generator"] or None}
-        start = int(resume["iteration"])
 
     def kept_set() -> SyntheticSet:
         kept = copy.deepcopy(gen)
@@ -645,26 +650,28 @@ def distill(
             kept.load_state_dict(best["weights"])
         return sample_synthetic_set(kept, real, ipc, derive_seed(seed, _SAMPLE), method)
 
-    def state_after(it: int) -> Callable[[], dict[str, Any]]:
-        return lambda: {
-            "iteration": it + 1,
+    loop = OuterLoop(
+        config.iterations,
+        resume,
+        after_iteration,
+        synthetic_set=kept_set,
+        state=lambda: {
             "generator": copy.deepcopy(gen.state_dict()),
             "optimizer": copy.deepcopy(optimizer.state_dict()),
             "best_accuracy": best["accuracy"],
             "best_generator": best["weights"] or {},
-        }
-
-    for it in range(start, config.iterations):
+        },
+    )
+    for it in loop:
         metrics = training.iteration(
             derive_seed(seed, _ITERATION, it), derive_seed(seed, _LEARNER, it)
         )
-        if not all(math.isfinite(v) for v in metrics.values()):
-            error = DivergedError(
-                f"GTN loss became {metrics['distill/loss']} at iteration {it}; lower "
-                "method.lr_generator; the kept generator's sample is kept"
-            )
-            error.last_good = kept_set()
-            raise error
+        loop.check_finite(
+            f"GTN loss at iteration {it}",
+            metrics["distill/loss"],
+            torch.tensor(list(metrics.values())),
+            hint="lower method.lr_generator (the kept generator's sample is what is kept)",
+        )
         if config.select_every and (it + 1) % config.select_every == 0:
             candidate = sample_synthetic_set(gen, real, ipc, derive_seed(seed, _SAMPLE), method)
             accuracy = validation_accuracy(
@@ -672,7 +679,32 @@ def distill(
             )
             metrics["distill/validation_acc"] = accuracy
             if accuracy > best["accuracy"]:
-                best = {"accuracy": accuracy, "weights": candidate.generator}
-        if after_iteration is not None:
-            after_iteration(it, metrics, state_after(it))
-    return kept_set()
+                best = {"accuracy": accuracy, "weights": candidate.generator_weights()}
+        loop.report(it, metrics)
+    return loop.synthetic_set()
+
+
+GTN_GM = Method(
+    name="gtn-gm",
+    config_class=GTNGMConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    speed_benchmark="methods.gtn_speed:main",
+    description="generative teaching network trained by gradient matching (GTN+GM)",
+)
+GTN_IFT = Method(
+    name="gtn-ift",
+    config_class=GTNIFTConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    speed_benchmark="methods.gtn_speed:main",
+    description="generative teaching network trained by implicit differentiation (GTN+IFT)",
+)
+GTN_UNROLLED = Method(
+    name="gtn-unrolled",
+    config_class=GTNUnrolledConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    speed_benchmark="methods.gtn_speed:main",
+    description="generative teaching network trained by unrolled back-propagation",
+)

@@ -25,22 +25,23 @@ go negative, which would train the evaluation networks backwards).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from bench.config import SPEED_ONLY, require_positive
-from bench.data import RealSet
-from bench.errors import ConfigError, DivergedError
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
+from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.data.zca import prepare_real
+from bench.evaluation.networks import NETWORKS, build_network
+from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
+from bench.spec.outer_loop import OuterLoop
 from methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
-from methods.gm import AfterIteration, initial_synthetic_images
-from methods.networks import NETWORKS, build_network
+from methods.gm import initial_synthetic_images
 
 MIN_LR = 1e-8
 """floor of the learned learning rate"""
@@ -76,7 +77,7 @@ class MTTConfig:
     init: Literal["real", "noise"] = "real"
     """initial synthetic images: ``real`` (random real images of each class) or ``noise``"""
     zca: bool = True
-    """ZCA-whiten the real data (``bench/zca.py``); experts must have been made the same way"""
+    """ZCA-whiten the real data (``bench/data/zca.py``); experts must have been made the same way"""
     dsa: bool = True
     dsa_strategy: str = "color_crop_cutout_flip_rotate"
     """DSA strategy during distillation (EuroSAT work's default; MTT's has ``scale`` too)"""
@@ -167,7 +168,7 @@ def trajectory_matching_loss(
     """
     from torch.func import functional_call
 
-    from bench.dsa import dsa_augment
+    from bench.data.dsa import dsa_augment
 
     shapes = {name: p.shape for name, p in net.named_parameters()}
     batch = config.batch_syn or len(labels)
@@ -194,9 +195,10 @@ def distill(
     config: MTTConfig,
     seed: int,
     device: torch.device,
+    *,
     resume: dict[str, Any] | None = None,
     after_iteration: AfterIteration | None = None,
-    evaluate: Callable[[int, SyntheticSet], None] | None = None,
+    evaluate: EvaluateDuring | None = None,
 ) -> SyntheticSet:
     """Learn ``ipc`` images per class and a learning rate from ``real`` by trajectory matching.
 
@@ -235,17 +237,17 @@ def distill(
     lr = torch.tensor(config.lr_teacher, device=device).requires_grad_(True)
     optimizer_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum)
     optimizer_lr = torch.optim.SGD([lr], lr=config.lr_lr, momentum=config.momentum)
-    start_it = 0
     if resume is not None:
         with torch.no_grad():
             images.copy_(resume["images"].to(device))
             lr.copy_(resume["lr"].to(device))
         optimizer_img.load_state_dict(resume["optimizer_img"])
         optimizer_lr.load_state_dict(resume["optimizer_lr"])
-        start_it = int(resume["iteration"])
-
-    def as_synthetic_set() -> SyntheticSet:
-        return SyntheticSet(
+    loop = OuterLoop(
+        config.iterations,
+        resume,
+        after_iteration,
+        synthetic_set=lambda: SyntheticSet(
             images.detach().cpu().clone(),
             labels.clone(),
             "mtt",
@@ -253,21 +255,19 @@ def distill(
             ipc,
             seed,
             "",
-            lr=lr.detach().cpu().clone(),
-        )
-
-    def state_after(iteration: int) -> Callable[[], dict[str, Any]]:
-        return lambda: {
-            "iteration": iteration + 1,
+            extras={"lr": lr.detach().cpu().clone()},
+        ),
+        state=lambda: {
             "images": images.detach().cpu().clone(),
             "lr": lr.detach().cpu().clone(),
             "optimizer_img": optimizer_img.state_dict(),
             "optimizer_lr": optimizer_lr.state_dict(),
-        }
+        },
+    )
 
-    for it in range(start_it, config.iterations):
+    for it in loop:
         if evaluate is not None and config.eval_every and it % config.eval_every == 0:
-            evaluate(it, as_synthetic_set())
+            evaluate(it, loop.synthetic_set())
         generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
         expert = int(torch.randint(len(experts), (), generator=generator))
         start_epoch = int(torch.randint(config.max_start_epoch, (), generator=generator))
@@ -276,13 +276,11 @@ def distill(
         loss = trajectory_matching_loss(
             net, start, target, images, labels_dev, lr, config, generator
         )
-        if not torch.isfinite(loss):
-            error = DivergedError(
-                f"trajectory-matching loss became {loss.item()} at iteration {it}; lower "
-                "method.lr_img or method.lr_lr; the last good synthetic set is kept"
-            )
-            error.last_good = as_synthetic_set()
-            raise error
+        loop.check_finite(
+            f"trajectory-matching loss at iteration {it}",
+            loss.item(),
+            hint="lower method.lr_img or method.lr_lr",
+        )
         optimizer_img.zero_grad(set_to_none=True)
         optimizer_lr.zero_grad(set_to_none=True)
         loss.backward()
@@ -290,11 +288,21 @@ def distill(
         optimizer_lr.step()
         with torch.no_grad():
             lr.clamp_(min=MIN_LR)
-        if after_iteration is not None:
-            metrics = {
-                "distill/loss": loss.item(),
-                "distill/lr": lr.item(),
-                "distill/start_epoch": float(start_epoch),
-            }
-            after_iteration(it, metrics, state_after(it))
-    return as_synthetic_set()
+        metrics = {
+            "distill/loss": loss.item(),
+            "distill/lr": lr.item(),
+            "distill/start_epoch": float(start_epoch),
+        }
+        loop.report(it, metrics)
+    return loop.synthetic_set()
+
+
+METHOD = Method(
+    name="mtt",
+    config_class=MTTConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    prepare_real=prepare_real,
+    speed_benchmark="methods.mtt_speed:main",
+    description="Matching training trajectories (Cazenavette et al., CVPR 2022)",
+)

@@ -39,28 +39,31 @@ too).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from bench.config import require_positive
-from bench.data import RealSet, denormalise, normalise
-from bench.errors import ConfigError, DivergedError
-from bench.pointclouds import (
+from bench.core.config import require_positive
+from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
+from bench.data.real import RealSet, denormalise, normalise
+from bench.data.synthetic import SyntheticSet
+from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
+from bench.spec.outer_loop import OuterLoop
+from methods.gm import gradient_distance
+from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
+from methods.pointclouds import (
     GRID,
     batch_points,
     clamp_to_grid,
     first_points,
     masks_to_batch,
     points_to_image,
+    save_point_cloud_render,
 )
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from methods.gm import AfterIteration, gradient_distance
-from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -169,7 +172,7 @@ def matching_step(
         points: synthetic clouds ``[K * clouds_per_class, P, 3]``, class-major.
         clouds_per_class: synthetic clouds per class.
         real_batches: per class, ``(coordinates [sum P, 4] int32, features [sum P, 3], B)`` as
-            ``bench.pointclouds.masks_to_batch`` builds them.
+            ``methods.pointclouds.masks_to_batch`` builds them.
         config: distance and network settings.
 
     Returns:
@@ -220,8 +223,10 @@ def distill(
     config: PCGMConfig,
     seed: int,
     device: torch.device,
+    *,
     resume: dict[str, Any] | None = None,
     after_iteration: AfterIteration | None = None,
+    evaluate: EvaluateDuring | None = None,
 ) -> SyntheticSet:
     """Learn ``ipc`` point clouds per class from the binary real set by gradient matching.
 
@@ -256,12 +261,10 @@ def distill(
     start_points = initial_points(classes * ipc, config.points, seed)
     points = start_points.clone().to(device).requires_grad_(True)
     optimizer = torch.optim.SGD([points], lr=config.lr_points, momentum=config.momentum_points)
-    start = 0
     if resume is not None:
         with torch.no_grad():
             points.copy_(resume["points"].to(device))
         optimizer.load_state_dict(resume["optimizer"])
-        start = int(resume["iteration"])
 
     def as_synthetic_set() -> SyntheticSet:
         final = clamp_to_grid(points.detach().cpu())
@@ -273,11 +276,20 @@ def distill(
             ipc,
             seed,
             "",
-            points=final,
-            initial_points=start_points.clone(),
+            extras={"points": final, "initial_points": start_points.clone()},
         )
 
-    for it in range(start, config.iterations):
+    loop = OuterLoop(
+        config.iterations,
+        resume,
+        after_iteration,
+        synthetic_set=as_synthetic_set,
+        state=lambda: {
+            "points": points.detach().cpu().clone(),
+            "optimizer": optimizer.state_dict(),
+        },
+    )
+    for it in loop:
         with torch.no_grad():  # boundary check (the grid's depth is 1, so depth becomes 0)
             points.copy_(clamp_to_grid(points))
         generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
@@ -287,28 +299,42 @@ def distill(
             coordinates, features = masks_to_batch(occupied[pick])
             real_batches.append((coordinates.to(device), features.to(device), len(pick)))
         loss, points.grad = matching_step(net, points, ipc, real_batches, config)
-        if not (torch.isfinite(loss) and torch.isfinite(points.grad).all()):
-            error = DivergedError(
-                f"matching loss became {loss.item()} at iteration {it}; lower method.lr_points "
-                "or check the data; the last good synthetic set is kept"
-            )
-            error.last_good = as_synthetic_set()
-            raise error
+        loop.check_finite(
+            f"matching loss at iteration {it}",
+            loss.item(),
+            points.grad,
+            hint="lower method.lr_points or check the data",
+        )
         before = points.detach().clone()
         optimizer.step()
-        if after_iteration is not None:
-            metrics = {
-                "distill/loss": loss.item() / classes,
-                "distill/coord_grad_abs": points.grad.abs().mean().item(),
-                "distill/coord_step_abs": (points.detach() - before).abs().mean().item(),
-            }
-            after_iteration(it, metrics, _state(it, points, optimizer))
-    return as_synthetic_set()
+        metrics = {
+            "distill/loss": loss.item() / classes,
+            "distill/coord_grad_abs": points.grad.abs().mean().item(),
+            "distill/coord_step_abs": (points.detach() - before).abs().mean().item(),
+        }
+        loop.report(it, metrics)
+    return loop.synthetic_set()
 
 
-def _state(it: int, points: torch.Tensor, optimizer) -> Callable[[], dict[str, Any]]:
-    return lambda: {
-        "iteration": it + 1,
-        "points": points.detach().cpu().clone(),
-        "optimizer": optimizer.state_dict(),
-    }
+def point_cloud_artifacts(synset: SyntheticSet, card, folder: Path) -> list[Path]:
+    """The contract's ``Artifacts``: ``points.png``, the clouds at the start and the end
+    of distillation (``methods.pointclouds.save_point_cloud_render``)."""
+    render = save_point_cloud_render(
+        synset.extras["initial_points"],
+        synset.extras["points"],
+        synset.labels,
+        card.classes,
+        folder / "points.png",
+    )
+    return [render]
+
+
+METHOD = Method(
+    name="pc-gm",
+    config_class=PCGMConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    prepare_real=prepare_real,
+    artifacts=point_cloud_artifacts,
+    description="point-cloud gradient matching, sparse (MinkowskiEngine) or dense network",
+)

@@ -7,7 +7,7 @@ initialisation moves them by whole pixels per step.
 
 Two variants: MinkowskiEngine sparse convolutions on the points (``SparsePointCloudNet``,
 needs MinkowskiEngine: ``scripts/install_minkowski.sh``) and pure PyTorch on the batch made
-dense (``DensePointCloudNet``, ``bench.pointclouds.to_dense``).
+dense (``DensePointCloudNet``, ``methods.pointclouds.to_dense``).
 
 Layer widths and kernel shapes follow the reference code's ``MEPytorch``/``MEConvExp``
 (kghandour/dd3d, ``models/MEConv.py``) as summarised in ``notes/issue6-reference-protocol.md``;
@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.pointclouds import GRID, to_dense
+from methods.pointclouds import GRID, to_dense
 
 
 class DensePointCloudNet(nn.Module):
@@ -37,7 +37,7 @@ class DensePointCloudNet(nn.Module):
         grid: (depth, height, width) of the occupancy grid.
 
     Input: ``(coordinates [sum P, 4] int32, features [sum P, F], batch_size)`` from
-    ``bench.pointclouds.batch_points``; output: logits ``[B, num_classes]``.
+    ``methods.pointclouds.batch_points``; output: logits ``[B, num_classes]``.
     """
 
     def __init__(

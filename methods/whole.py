@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 
-from bench.data import RealSet
-from bench.synthetic import SyntheticSet
-from bench.zca import prepare_real  # noqa: F401  (the method's data view: ZCA if config.zca)
+from bench.data.real import RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.data.zca import prepare_real
+from bench.spec.method import Kind, Method
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class WholeConfig:
     is trained is the recipe's evaluation protocol."""
 
     zca: bool = False
-    """train and test on ZCA-whitened data (``bench/zca.py``), as MTT's baselines"""
+    """train and test on ZCA-whitened data (``bench/data/zca.py``), as MTT's baselines"""
 
 
 def whole_training_set(
@@ -28,9 +29,18 @@ def whole_training_set(
     config: WholeConfig,
     seed: int,
     device: torch.device,
-    resume: dict[str, Any] | None = None,
-    after_iteration: Any = None,
+    **_: Any,
 ) -> SyntheticSet:
     """The real training split as the set to evaluate (images ``[N, C, H, W]``, labels ``[N]``,
-    not copied). Same signature as every method's ``distill``; ``ipc`` is ``None``."""
+    not copied). The contract's ``Distill``; ``ipc`` is ``None``."""
     return SyntheticSet(real.images, real.labels, "whole", real.card.name, None, seed, "")
+
+
+METHOD = Method(
+    name="whole",
+    config_class=WholeConfig,
+    kind=Kind.WHOLE,
+    distill=whole_training_set,
+    prepare_real=prepare_real,
+    description="the whole real training split (upper bound)",
+)

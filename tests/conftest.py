@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.paths import REPO_ROOT
+from bench.core.paths import REPO_ROOT
 
 DATA_ROOT = (REPO_ROOT.parent / "shared" / "datasets").resolve()
 
@@ -20,7 +20,7 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(data_root):
-    from bench.data import load_card, load_real
+    from bench.data.real import load_card, load_real
 
     card = load_card("mnist")
     return load_real(card, data_root, "train"), load_real(card, data_root, "test")

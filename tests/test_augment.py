@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.augment import dc_augment
+from bench.data.augment import dc_augment
 
 
 def _batch():

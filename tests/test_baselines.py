@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.data import RealSet
-from bench.errors import ConfigError
-from bench.tracking import Tracker
+from bench.core.errors import ConfigError
+from bench.data.real import RealSet
+from bench.run.tracking import Tracker
 from methods.coreset import herding_indices, herding_order, random_indices
 
 
@@ -60,7 +60,7 @@ def test_too_few_images_in_a_class_is_a_config_error():
 @pytest.fixture
 def small_mnist(monkeypatch, mnist):
     """The runner reads the first 2000 training and 1000 test images of real MNIST (speed)."""
-    import bench.runner
+    import bench.run.runner
 
     train, test = mnist
 
@@ -68,7 +68,7 @@ def small_mnist(monkeypatch, mnist):
         source, size = (train, 2000) if split == "train" else (test, 1000)
         return RealSet(source.images[:size], source.labels[:size], source.card)
 
-    monkeypatch.setattr(bench.runner, "load_real", load_real)
+    monkeypatch.setattr(bench.run.runner, "load_real", load_real)
     return train, test
 
 
@@ -82,7 +82,7 @@ def run_recipe(out, data_root, recipe, *extra):
 
 
 def test_herding_run_records_the_real_images_it_picked(small_mnist, data_root, tmp_path):
-    from bench.synthetic import SyntheticSet
+    from bench.data.synthetic import SyntheticSet
 
     train, _ = small_mnist
     tracker, parent, runs = run_recipe(
@@ -92,9 +92,9 @@ def test_herding_run_records_the_real_images_it_picked(small_mnist, data_root, t
     child = next(r for r in runs if r is not parent)
     path = tracker.download_artifact(child.info.run_id, "synthetic_set.safetensors", tmp_path)
     synset = SyntheticSet.load(path)
-    assert synset.indices is not None and synset.labels.tolist() == list(range(10))
-    assert torch.equal(synset.images, train.images[synset.indices])
-    assert torch.equal(synset.labels, train.labels[synset.indices])
+    assert "indices" in synset.extras and synset.labels.tolist() == list(range(10))
+    assert torch.equal(synset.images, train.images[synset.extras["indices"]])
+    assert torch.equal(synset.labels, train.labels[synset.extras["indices"]])
 
 
 def test_whole_dataset_run_trains_on_the_training_split_and_logs_no_set(

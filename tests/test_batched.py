@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench import batched, evaluate
-from bench.batched import train_many
-from bench.data import RealSet, load_card
-from bench.evaluate import EvalProtocol, evaluate_synthetic_set, train_on_synthetic
-from bench.synthetic import SyntheticSet
-from methods.networks import NETWORKS
+from bench.data.real import RealSet, load_card
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation import batched, evaluate
+from bench.evaluation.batched import train_many
+from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set, train_on_synthetic
+from bench.evaluation.networks import NETWORKS
 
 CPU = torch.device("cpu")
 

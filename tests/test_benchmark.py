@@ -1,4 +1,4 @@
-"""``python -m bench bench gm`` measures and writes comparable results."""
+"""``python -m bench speed gm`` measures and writes comparable results."""
 
 import json
 

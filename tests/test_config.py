@@ -2,9 +2,9 @@
 
 import pytest
 
-from bench.config import apply_overrides, parse_set_options
-from bench.errors import ConfigError
-from bench.evaluate import EvalProtocol
+from bench.core.config import apply_overrides, parse_set_options
+from bench.core.errors import ConfigError
+from bench.evaluation.evaluate import EvalProtocol
 from methods.gm import GMConfig
 
 

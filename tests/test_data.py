@@ -2,7 +2,7 @@
 
 import torch
 
-from bench.data import denormalise
+from bench.data.real import denormalise
 
 
 def test_mnist_splits_shapes_and_normalisation(mnist):
@@ -20,8 +20,8 @@ def test_mnist_splits_shapes_and_normalisation(mnist):
 def test_a_corrupt_file_is_refused_by_its_checksum(data_root, tmp_path):
     import pytest
 
-    from bench.data import load_card, load_real
-    from bench.errors import DataNotFoundError
+    from bench.core.errors import DataNotFoundError
+    from bench.data.real import load_card, load_real
 
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)

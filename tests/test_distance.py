@@ -54,9 +54,9 @@ def test_mismatched_gradients_are_rejected():
 
 @pytest.mark.parametrize("kind", ["layerwise", "mse", "cos"])
 def test_batched_matching_gives_the_per_class_loss_and_gradient(kind):
-    from bench.data import load_card
+    from bench.data.real import load_card
+    from bench.evaluation.networks import build_network
     from methods.gm import batched_matching_step, gradient_distance
-    from methods.networks import build_network
 
     card = load_card("mnist")
     g = torch.Generator().manual_seed(0)
@@ -99,7 +99,7 @@ def test_batched_matching_distils_the_same_set(mnist):
 @pytest.fixture(scope="module")
 def matching_case(mnist):
     """One network, 2 synthetic images per class and a real batch of 32 per class of MNIST."""
-    from methods.networks import build_network
+    from bench.evaluation.networks import build_network
 
     train, _ = mnist
     g = torch.Generator().manual_seed(0)

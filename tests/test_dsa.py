@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.batched import train_many
-from bench.data import load_card
-from bench.dsa import OPS, DSAParams, dsa_augment
-from bench.errors import ConfigError
-from bench.evaluate import EvalProtocol, train_on_synthetic
-from bench.schedule import training_batches
-from bench.synthetic import SyntheticSet
+from bench.core.errors import ConfigError
+from bench.data.dsa import OPS, DSAParams, dsa_augment
+from bench.data.real import load_card
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.batched import train_many
+from bench.evaluation.evaluate import EvalProtocol, train_on_synthetic
+from bench.evaluation.schedule import training_batches
 
 CPU = torch.device("cpu")
 ALL = "color_crop_cutout_flip_scale_rotate"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import _LOADERS, eurosat_split, load_card, load_real
-from bench.errors import DataNotFoundError
+from bench.core.errors import DataNotFoundError
+from bench.data.real import _LOADERS, eurosat_split, load_card, load_real
 
 CLASSES = [
     "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial",

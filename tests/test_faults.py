@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.checkpoint import CheckpointStore
 from bench.cli import main
-from bench.data import load_card
-from bench.errors import CheckpointError, ShapeError
-from bench.paths import REPO_ROOT
-from bench.synthetic import SyntheticSet
-from bench.tracking import Tracker
+from bench.core.errors import CheckpointError, ShapeError
+from bench.core.paths import REPO_ROOT
+from bench.data.real import load_card
+from bench.data.synthetic import SyntheticSet
+from bench.run.checkpoint import CheckpointStore
+from bench.run.tracking import Tracker
 
 # A tiny protocol: 6 outer iterations on 16 real images per class, 1 network, 2 epochs.
 TINY = [

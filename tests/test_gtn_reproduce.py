@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from safetensors.torch import load_file
 
 from bench.cli import main
-from bench.synthetic import SyntheticSet
-from bench.tracking import Tracker
+from bench.data.synthetic import SyntheticSet
+from bench.run.tracking import Tracker
 from methods.gtn import GTNIFTConfig, build_generator
 
 pytestmark = pytest.mark.slow
@@ -59,15 +58,12 @@ def test_run_logs_set_generator_and_every_architecture(gtn_run, tmp_path):
         tracker.download_artifact(child.info.run_id, "synthetic_set.safetensors", tmp_path)
     )
     assert synset.images.shape == (100, 1, 28, 28) and synset.method == "gtn-ift"
-    weights = load_file(
-        str(tracker.download_artifact(child.info.run_id, "generator.safetensors", tmp_path))
-    )
     generator = build_generator(GTNIFTConfig(), _mnist_like(), 0)
-    generator.load_state_dict(weights)  # the artifact rebuilds the generator
+    generator.load_state_dict(synset.generator_weights())  # the set file rebuilds the generator
 
 
 def _mnist_like():
-    from bench.benchmark_gtn import mnist_shaped_real
+    from methods.gtn_speed import mnist_shaped_real
 
     return mnist_shaped_real(10)
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.leaderboard import HEADERS, MISSING, render_table, write_leaderboards
-from bench.recipes import load_recipe
-from bench.tracking import Tracker
+from bench.reports.leaderboard import HEADERS, MISSING, render_table, write_leaderboards
+from bench.run.tracking import Tracker
+from bench.spec.recipes import load_recipe
 
 
 def log_reproduction(tracker, recipe, acc, std, n, budget="smoke", status="FINISHED", **tags):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import _LOADERS, known_datasets, load_card, load_real
-from bench.errors import DataNotFoundError
+from bench.core.errors import DataNotFoundError
+from bench.data.real import _LOADERS, known_datasets, load_card, load_real
 
 CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"

@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench.data import denormalise, load_card, load_real
-from bench.errors import CheckpointError, ConfigError, DataNotFoundError
-from bench.seeds import derive_seed
-from bench.zca import zca_whiten
+from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
+from bench.core.seeds import derive_seed
+from bench.data.real import denormalise, load_card, load_real
+from bench.data.zca import zca_whiten
+from bench.evaluation.networks import build_network
 from methods import mtt
 from methods.experts import ExpertConfig, ExpertTrajectories, generate_experts
-from methods.networks import build_network
 
 TINY = dict(dataset="cifar10-jpeg", zca=False, num_experts=1, epochs=2, images_per_class=10)
 
@@ -205,7 +205,7 @@ def test_learned_learning_rate_stays_positive(experts, small, monkeypatch):
         after_iteration=lambda it, metrics, state: seen.append(metrics["distill/lr"]),
     )
     assert seen == pytest.approx([mtt.MIN_LR, mtt.MIN_LR])
-    assert synset.lr.item() == pytest.approx(mtt.MIN_LR)
+    assert synset.extras["lr"].item() == pytest.approx(mtt.MIN_LR)
 
 
 def test_distillation_refuses_experts_of_other_preprocessing(experts, small):

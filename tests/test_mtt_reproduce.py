@@ -12,10 +12,10 @@ import torch
 from test_eurosat import _small, _write_eurosat
 
 from bench.cli import main
-from bench.data import load_card, load_real
-from bench.evaluate import EvalProtocol, evaluate_synthetic_set
-from bench.synthetic import SyntheticSet
-from bench.tracking import Tracker
+from bench.data.real import load_card, load_real
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
+from bench.run.tracking import Tracker
 from methods import mtt
 from methods.experts import ExpertConfig, generate_experts
 
@@ -86,7 +86,7 @@ def test_experts_then_smoke_reproduction_log_matching_and_both_statistics(mtt_ru
     # the synthetic set carries the learned learning rate the evaluation trained with
     path = tracker.download_artifact(child.info.run_id, "synthetic_set.safetensors", tmp_path)
     synset = SyntheticSet.load(path)
-    assert synset.lr is not None and synset.lr.item() > 0
+    assert synset.extras["lr"].item() > 0
     assert synset.images.shape == (10, 3, 32, 32)
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.networks import NETWORKS, build_network
+from bench.evaluation.networks import NETWORKS, build_network
 
 # (channels, image size): MNIST-like and CIFAR-like inputs.
 MNIST = (1, (28, 28))

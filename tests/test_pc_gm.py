@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from bench.errors import ConfigError
-from bench.pointclouds import GRID, first_points, image_to_points, masks_to_batch
+from bench.core.errors import ConfigError
 from methods.pc_gm import (
     PCGMConfig,
     binarised,
@@ -18,6 +17,7 @@ from methods.pc_gm import (
     distill,
     matching_step,
 )
+from methods.pointclouds import GRID, first_points, image_to_points, masks_to_batch
 
 CPU = torch.device("cpu")
 
@@ -58,7 +58,7 @@ def test_batched_masks_are_the_clouds_of_each_image_capped_in_raster_order(binar
     assert (coordinates[:, 0].bincount() <= 40).all()
 
 
-@pytest.mark.parametrize("network", ["dense", "sparse"])
+@pytest.mark.parametrize("network", ["dense", pytest.param("sparse", marks=pytest.mark.minkowski)])
 def test_gradient_reaches_the_coordinates_and_one_step_moves_them(binary_train, network):
     config = PCGMConfig(network=network, layers=2)
     net = build_network(config, seed=0)
@@ -75,10 +75,11 @@ def test_gradient_reaches_the_coordinates_and_one_step_moves_them(binary_train, 
     assert (points.detach() - before).abs().mean() > 0
 
 
+@pytest.mark.minkowski
 def test_minkowski_kernel_gradients_have_no_graph_to_the_points():
     """Pins what the module docstring states: in the sparse variant only the linear head's
     gradients depend differentiably on the points (MinkowskiEngine's backward is C++)."""
-    from bench.pointclouds import batch_points
+    from methods.pointclouds import batch_points
 
     net = build_network(PCGMConfig(network="sparse", layers=2), seed=0)
     points = (torch.rand(50, 3) * torch.tensor([0.0, 27.0, 27.0])).requires_grad_(True)
@@ -95,7 +96,7 @@ def test_minkowski_kernel_gradients_have_no_graph_to_the_points():
     }
 
 
-@pytest.mark.parametrize("network", ["dense", "sparse"])
+@pytest.mark.parametrize("network", ["dense", pytest.param("sparse", marks=pytest.mark.minkowski)])
 def test_distillation_moves_points_keeps_them_in_the_grid_and_logs_diagnostics(
     binary_train, network
 ):
@@ -108,11 +109,11 @@ def test_distillation_moves_points_keeps_them_in_the_grid_and_logs_diagnostics(
         {"distill/loss", "distill/coord_grad_abs", "distill/coord_step_abs"}
     ] * 3
     assert all(m["distill/coord_step_abs"] > 0 and m["distill/coord_grad_abs"] > 0 for m in logged)
-    points = synset.points
-    assert points.shape == synset.initial_points.shape == (10, 80, 3)
+    points = synset.extras["points"]
+    assert points.shape == synset.extras["initial_points"].shape == (10, 80, 3)
     assert (points[..., 0] == 0).all() and (points >= 0).all()
     assert (points <= torch.tensor([g - 1 for g in GRID], dtype=torch.float32)).all()
-    assert not torch.equal(points, synset.initial_points)
+    assert not torch.equal(points, synset.extras["initial_points"])
     assert synset.images.shape == (10, 1, 28, 28) and synset.labels.tolist() == list(range(10))
 
 
@@ -125,7 +126,7 @@ def test_resumed_distillation_continues_exactly(binary_train):
 
     straight = distill(binary_train, 1, config, 5, CPU, after_iteration=keep)
     resumed = distill(binary_train, 1, config, 5, CPU, resume=states[1])
-    assert torch.equal(straight.points, resumed.points)
+    assert torch.equal(straight.extras["points"], resumed.extras["points"])
 
 
 def test_sparse_variant_without_minkowski_engine_says_how_to_install_it(monkeypatch):

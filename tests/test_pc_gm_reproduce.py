@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.evaluate import EvalProtocol, evaluate_synthetic_set
-from bench.synthetic import SyntheticSet
-from bench.tracking import Tracker
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
+from bench.run.tracking import Tracker
 from methods.pc_gm import PCGMConfig, binarised, projected_images
 
 pytestmark = pytest.mark.slow
@@ -47,14 +47,16 @@ def test_run_logs_the_threshold_and_the_coordinate_diagnostics(smoke_run):
 def test_projected_clouds_beat_their_untrained_random_start(smoke_run, mnist, tmp_path):
     _, tracker, parent, child = smoke_run
     names = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
-    assert {"synthetic_set.safetensors", "synthetic_grid.png", "point_clouds.png"} <= names
+    assert {"synthetic_set.safetensors", "synthetic_grid.png", "points.png"} <= names
     synset = SyntheticSet.load(
         tracker.download_artifact(child.info.run_id, "synthetic_set.safetensors", tmp_path)
     )
-    assert synset.points.shape == synset.initial_points.shape == (10, 250, 3)
+    assert synset.extras["points"].shape == synset.extras["initial_points"].shape == (10, 250, 3)
     _, test = mnist
     test = binarised(test, PCGMConfig())
-    start = dataclasses.replace(synset, images=projected_images(synset.initial_points, test.card))
+    start = dataclasses.replace(
+        synset, images=projected_images(synset.extras["initial_points"], test.card)
+    )
     protocol = EvalProtocol(num_eval=4, epochs=300, augmentation="dc")
     accuracies = {
         name: np.mean(evaluate_synthetic_set(s, test, protocol, 0, torch.device("cpu"))["ConvNet"])
@@ -64,7 +66,7 @@ def test_projected_clouds_beat_their_untrained_random_start(smoke_run, mnist, tm
 
 
 def test_leaderboard_shows_the_clouds_and_their_projections(smoke_run, tmp_path):
-    from bench.leaderboard import write_leaderboards
+    from bench.reports.leaderboard import write_leaderboards
 
     recipe, tracker, parent, _ = smoke_run
     write_leaderboards(tracker, tmp_path)

@@ -3,11 +3,13 @@
 import pytest
 import torch
 
-from bench.pointclouds import batch_points, image_to_points
 from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
+from methods.pointclouds import batch_points, image_to_points
 
 
-@pytest.mark.parametrize("network", [DensePointCloudNet, SparsePointCloudNet])
+@pytest.mark.parametrize(
+    "network", [DensePointCloudNet, pytest.param(SparsePointCloudNet, marks=pytest.mark.minkowski)]
+)
 @pytest.mark.parametrize("layers", [2, 3, 4])
 @pytest.mark.parametrize("pooling", ["max", "avg"])
 def test_networks_take_clouds_of_different_sizes_and_move_points(mnist, network, layers, pooling):
@@ -28,7 +30,9 @@ def test_networks_take_clouds_of_different_sizes_and_move_points(mnist, network,
     assert synthetic.grad is not None and synthetic.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("network", [DensePointCloudNet, SparsePointCloudNet])
+@pytest.mark.parametrize(
+    "network", [DensePointCloudNet, pytest.param(SparsePointCloudNet, marks=pytest.mark.minkowski)]
+)
 def test_too_many_layers_for_the_grid_are_refused(network):
     with pytest.raises(ValueError, match="do not fit"):
         network(5)

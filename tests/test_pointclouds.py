@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.pointclouds import (
+from methods.pointclouds import (
     GRID,
     batch_points,
     clamp_to_grid,

@@ -2,7 +2,7 @@
 
 import re
 
-from bench.paths import REPO_ROOT
+from bench.core.paths import REPO_ROOT
 
 
 def _code_blocks(text: str) -> list[str]:

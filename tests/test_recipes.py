@@ -3,8 +3,8 @@
 import pytest
 
 from bench.cli import main
-from bench.errors import ConfigError
-from bench.recipes import RECIPES_DIR, Recipe, load_recipe, recipe_names, resolve
+from bench.core.errors import ConfigError
+from bench.spec.recipes import RECIPES_DIR, Recipe, load_recipe, recipe_names, resolve
 
 
 def test_every_recipe_validates(capsys):
@@ -46,7 +46,7 @@ def test_whole_dataset_recipes_have_no_ipc_and_others_need_one(tmp_path, monkeyp
     assert load_recipe("whole-mnist").ipc is None
     whole = (RECIPES_DIR / "whole-mnist.toml").read_text()
     gm = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
-    monkeypatch.setattr("bench.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
     (tmp_path / "whole-mnist.toml").write_text(
         whole.replace('dataset = "mnist"', 'dataset = "mnist"\nipc = 1')
     )
@@ -126,7 +126,7 @@ def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
     (tmp_path / "extra.toml").write_text(
         good.replace('name = "gm-mnist-ipc1"', 'name = "extra"\nbudget = "paper"')
     )
-    monkeypatch.setattr("bench.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
     assert main(["validate"]) == 1
     out = capsys.readouterr().out
     assert "ok      gm-mnist-ipc1" in out
@@ -137,7 +137,7 @@ def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
 
 def test_a_recipe_without_a_usable_margin_is_refused(tmp_path, monkeypatch):
     good = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
-    monkeypatch.setattr("bench.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
     (tmp_path / "gm-mnist-ipc1.toml").write_text(good.replace("margin = 1.0", "margin = 0.0"))
     with pytest.raises(ConfigError, match=r"\[test\]: need margin > 0"):
         load_recipe("gm-mnist-ipc1")

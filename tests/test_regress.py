@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-import bench.regress
+import bench.reports.regress
 from bench.cli import main
-from bench.regress import BASELINES, SUITE, drop_test, load_baselines, regress
+from bench.reports.regress import BASELINES, SUITE, drop_test, load_baselines, regress
 
 
 def test_drop_test_flags_a_significant_drop_and_tolerates_noise():
@@ -61,7 +61,7 @@ def test_recording_one_entry_keeps_the_other_baselines(tmp_path, monkeypatch):
     path = tmp_path / "baselines.json"
     path.write_text(BASELINES.read_text())
     fake = ("f" * 32, [50.0, 51.0], {"git_commit": "abc", "hardware": "cpu: test"})
-    monkeypatch.setattr(bench.regress, "run_entry", lambda entry, options: fake)
+    monkeypatch.setattr(bench.reports.regress, "run_entry", lambda entry, options: fake)
     random_entry = next(e for e in SUITE if e.recipe == "random-mnist-ipc1")
     assert regress(None, (random_entry,), path, record=True) == 0
     after, before = load_baselines(path), load_baselines(BASELINES)
@@ -69,5 +69,7 @@ def test_recording_one_entry_keeps_the_other_baselines(tmp_path, monkeypatch):
     assert after[random_entry.key].values == [50.0, 51.0]
     assert after["gm-mnist-ipc1"] == before["gm-mnist-ipc1"]
     # and comparing against them: a mean 8 pp lower than recorded is a regression
-    monkeypatch.setattr(bench.regress, "run_entry", lambda e, o: ("0" * 32, [42.0, 43.0], {}))
+    monkeypatch.setattr(
+        bench.reports.regress, "run_entry", lambda e, o: ("0" * 32, [42.0, 43.0], {})
+    )
     assert regress(None, (random_entry,), path, record=False) == 1

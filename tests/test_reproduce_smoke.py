@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.evaluate import EvalProtocol, evaluate_synthetic_set
-from bench.synthetic import SyntheticSet
-from bench.tracking import Tracker
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
+from bench.run.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def test_verdict_json_states_the_test_and_refuses_comparison(smoke_run, tmp_path
 
 
 def test_leaderboard_shows_the_real_run_beside_the_published_number(smoke_run, tmp_path):
-    from bench.leaderboard import write_leaderboards
+    from bench.reports.leaderboard import write_leaderboards
 
     _, tracker, parent, _ = smoke_run
     write_leaderboards(tracker, tmp_path)

@@ -5,7 +5,7 @@ import math
 import pytest
 from scipy import stats as sps
 
-from bench.stats import Published, tost_and_welch, verdict
+from bench.evaluation.stats import Published, tost_and_welch, verdict
 
 
 def test_one_sample_case_with_one_degree_of_freedom_matches_the_cauchy_closed_form():

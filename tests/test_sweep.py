@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.paths import REPO_ROOT
-from bench.tracking import Tracker
+from bench.core.paths import REPO_ROOT
+from bench.run.tracking import Tracker
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from importlib import metadata
 
 import torch
 
-from bench.paths import REPO_ROOT
+from bench.core.paths import REPO_ROOT
 
 PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "scipy", "safetensors")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPES_DIR = REPO_ROOT / "reproduce"
 DATASET_CARDS_DIR = REPO_ROOT / "datasets"
 LEADERBOARDS_DIR = REPO_ROOT / "leaderboards"

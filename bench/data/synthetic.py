@@ -1,33 +1,42 @@
 """The synthetic set every method hands to the shared evaluation, and its on-disk format.
 
 File format (``synthetic_set.safetensors``), readable by any evaluator with ``safetensors``:
-  - tensor ``images``: float32 ``[N, C, H, W]``, normalised with the dataset's mean/std
-    (``x_normalised = (x - mean) / std`` per channel, ``x`` in [0, 1]);
+  - tensor ``images``: float32 ``[N, C, H, W]`` in the preprocessing that the metadata
+    ``preprocessing`` states: ``{"kind": "normalise", "mean": [...], "std": [...]}``
+    (``x_normalised = (x - mean) / std`` per channel, ``x`` in [0, 1]; most methods) or
+    ``{"kind": "zca", ...}`` (ZCA-whitened after that normalisation: MTT and the baselines
+    of ZCA recipes; ``bench/data/zca.py`` gives the fields);
   - tensor ``labels``: int64 ``[N]``, class indices in ``[0, K)``;
-  - optional tensor ``indices``: int64 ``[N]``, positions in the real training split (coresets);
-  - optional tensor ``lr``: float32 0-d, the learned learning rate the set is meant to be trained
-    with (MTT; the evaluation uses it when ``EvalProtocol.lr_from_set``);
-  - optional tensors ``points``, ``initial_points``: float32 ``[N, P, 3]``, the point clouds
-    (depth, height, width) at the end and start of distillation, where the images are their
-    projections (point-cloud methods);
-  - string metadata: ``method``, ``dataset``, ``ipc``, ``seed``, ``config_hash``, ``mean``,
-    ``std`` (JSON lists) and ``format`` (``distillbench.synthetic_set/1``).
+  - method-specific tensors (``SyntheticSet.extras``), each under its own name:
+    ``indices`` int64 ``[N]`` (coresets: positions in the real training split), ``lr`` float32
+    0-d (MTT: the learned learning rate the set is meant to be trained with; the evaluation
+    uses it when ``EvalProtocol.lr_from_set``), ``points`` / ``initial_points`` float32
+    ``[N, P, 3]`` (point clouds, depth-height-width, whose projections the images are, at the
+    end and start of distillation), ``generator.<parameter>`` (GTN: the weights of the
+    generator that sampled the images);
+  - string metadata: ``method``, ``dataset``, ``ipc``, ``seed``, ``config_hash``,
+    ``preprocessing`` (JSON), ``mean``, ``std`` (the card's, JSON lists) and ``format``
+    (``distillbench.synthetic_set/1``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from bench.data import DatasetCard
-from bench.errors import ShapeError, UserError
+from bench.core.errors import ShapeError, UserError
+from bench.data.real import DatasetCard
 
 FORMAT = "distillbench.synthetic_set/1"
+GRID = "synthetic_grid.png"
+"""file name of the picture of a synthetic set (``save_grid``)"""
+GENERATOR_PREFIX = "generator."
+"""extras under this prefix are a generator's weights (``SyntheticSet.generator_weights``)"""
 
 
 @dataclass
@@ -35,20 +44,16 @@ class SyntheticSet:
     """Synthetic images and their labels plus where they came from.
 
     Attributes:
-        images: float32 ``[N, C, H, W]``, normalised with the dataset's mean/std.
+        images: float32 ``[N, C, H, W]`` in ``preprocessing``.
         labels: int64 ``[N]``.
         method, dataset: names (``"gm"``, ``"mnist"``).
         ipc: images per class (``None``: the whole training split).
         seed: the seed this set was distilled with.
         config_hash: hash of the resolved run config.
-        indices: int64 ``[N]`` indices into the real training split when the images are real
-            ones (coreset baselines), else ``None``.
-        points, initial_points: float32 ``[N, P, 3]`` point clouds whose projections the images
-            are, at the end and the start of distillation (point-cloud methods), else ``None``.
-        lr: float32 0-d tensor, the learned learning rate to train on the set with (MTT), else
-            ``None``.
-        generator: the state dict of the generator that sampled the images (GTN methods), else
-            ``None``; saved beside the set by ``save_generator``, not in its file.
+        extras: method-specific tensors by name (module docstring: ``indices``, ``lr``,
+            ``points``, ``initial_points``, ``generator.*``); saved in the same file.
+        preprocessing: how ``images`` relate to pixels (``RealSet.preprocessing_description``);
+            empty: the card's mean/std normalisation.
     """
 
     images: torch.Tensor
@@ -58,52 +63,25 @@ class SyntheticSet:
     ipc: int | None
     seed: int
     config_hash: str
-    indices: torch.Tensor | None = None
-    points: torch.Tensor | None = None
-    initial_points: torch.Tensor | None = None
-    lr: torch.Tensor | None = None
-    generator: dict[str, torch.Tensor] | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    preprocessing: dict = field(default_factory=dict)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The set's tensors by name (on the CPU), the optional ones only where present."""
-        named = {
-            "images": self.images,
-            "labels": self.labels,
-            "indices": self.indices,
-            "points": self.points,
-            "initial_points": self.initial_points,
-            "lr": self.lr,
-        }
-        return {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
+        """The set's tensors by name (on the CPU): ``images``, ``labels`` and the extras. A
+        checkpoint keeps them to rebuild the set as ``SyntheticSet.from_tensors``."""
+        named = {"images": self.images, "labels": self.labels, **self.extras}
+        return {k: v.detach().cpu().contiguous() for k, v in named.items()}
 
-    def state(self) -> dict:
-        """``tensors()`` plus the generator's weights where present: what a checkpoint keeps
-        to rebuild the set as ``SyntheticSet(**state, method=..., ...)``."""
-        state: dict = self.tensors()
-        if self.generator is not None:
-            state["generator"] = self.generator
-        return state
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], **metadata) -> SyntheticSet:
+        """Inverse of ``tensors()``; ``metadata``: the other fields (``method``, ...)."""
+        extras = {k: v for k, v in tensors.items() if k not in ("images", "labels")}
+        return cls(tensors["images"], tensors["labels"], extras=extras, **metadata)
 
-    def save_generator(self, path: Path) -> Path:
-        """Write the generator's weights as safetensors (metadata: ``format``
-        ``distillbench.generator/1``, method, dataset, seed, config_hash; the architecture is
-        the run's method config); returns ``path``.
-
-        Raises:
-            UserError: the set has no generator.
-        """
-        if self.generator is None:
-            raise UserError(f"the {self.method} synthetic set has no generator to save")
-        metadata = {
-            "format": "distillbench.generator/1",
-            "method": self.method,
-            "dataset": self.dataset,
-            "seed": str(self.seed),
-            "config_hash": self.config_hash,
-        }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.generator.items()}
-        save_file(tensors, str(path), metadata=metadata)
-        return path
+    def generator_weights(self) -> dict[str, torch.Tensor]:
+        """The state dict of the generator that sampled the images (GTN), else empty."""
+        n = len(GENERATOR_PREFIX)
+        return {k[n:]: v for k, v in self.extras.items() if k.startswith(GENERATOR_PREFIX)}
 
     def validate(self, card: DatasetCard) -> None:
         """Check shapes, dtypes, labels and finiteness against the dataset card.
@@ -136,6 +114,11 @@ class SyntheticSet:
 
     def save(self, path: Path, card: DatasetCard) -> Path:
         """Write the safetensors file described in the module docstring; returns ``path``."""
+        preprocessing = self.preprocessing or {
+            "kind": "normalise",
+            "mean": list(card.mean),
+            "std": list(card.std),
+        }
         metadata = {
             "format": FORMAT,
             "method": self.method,
@@ -143,6 +126,7 @@ class SyntheticSet:
             "ipc": str(self.ipc),
             "seed": str(self.seed),
             "config_hash": self.config_hash,
+            "preprocessing": json.dumps(preprocessing, sort_keys=True),
             "mean": json.dumps(list(card.mean)),
             "std": json.dumps(list(card.std)),
         }
@@ -172,18 +156,15 @@ class SyntheticSet:
         missing = {"images", "labels"} - tensors.keys()
         if missing:
             raise UserError(f"synthetic set {path} lacks tensor(s) {sorted(missing)}")
-        return cls(
-            images=tensors["images"],
-            labels=tensors["labels"],
+        ipc = meta.get("ipc", "None")
+        return cls.from_tensors(
+            tensors,
             method=meta.get("method", "unknown"),
             dataset=meta.get("dataset", "unknown"),
-            ipc=int(meta.get("ipc", 0)),
+            ipc=None if ipc == "None" else int(ipc),
             seed=int(meta.get("seed", -1)),
             config_hash=meta.get("config_hash", ""),
-            indices=tensors.get("indices"),
-            points=tensors.get("points"),
-            initial_points=tensors.get("initial_points"),
-            lr=tensors.get("lr"),
+            preprocessing=json.loads(meta.get("preprocessing", "{}")),
         )
 
 

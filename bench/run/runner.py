@@ -3,8 +3,8 @@
 recipe + budget + ``--set`` -> resolved ``RunConfig`` (logged whole)
   -> for each of ``num_exp`` synthetic sets (seed_i derived from the base seed):
        method.distill(real train set, config, seed_i)   [checkpointed, resumable]
-       bench.evaluate(synthetic set, real test set, protocol)   [per-network results kept]
-  -> bench.stats.verdict(accuracies, published, test, RunConfig.off_protocol())
+       bench.evaluation.evaluate(synthetic set, real test set, protocol)  [per-network results]
+  -> bench.evaluation.stats.verdict(accuracies, published, test, RunConfig.off_protocol())
   -> MLflow: parent run (config, provenance, summary metrics, verdict.json), one nested child
      run per synthetic set (``distill/loss`` per outer iteration, per-network accuracies,
      the synthetic set and its picture).
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +24,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.checkpoint import CheckpointStore
-from bench.config import as_flat_dict
-from bench.data import DatasetCard, RealSet, load_card, load_real
-from bench.errors import DivergedError, UserError
-from bench.evaluate import evaluate_synthetic_set
-from bench.pointclouds import save_point_cloud_render
-from bench.provenance import hardware, provenance_tags
-from bench.recipes import (
+from bench.core.config import as_flat_dict, parse_set_options
+from bench.core.device import pick_device
+from bench.core.errors import DivergedError, UserError
+from bench.core.provenance import hardware, provenance_tags
+from bench.core.seeds import derive_seed
+from bench.data.real import DatasetCard, RealSet, load_card, load_real
+from bench.data.synthetic import GRID, SyntheticSet, save_grid
+from bench.evaluation.evaluate import evaluate_synthetic_set
+from bench.evaluation.stats import Verdict, compare_with_baseline, verdict
+from bench.run.checkpoint import CheckpointStore
+from bench.run.options import RunOptions, reproduce_argv
+from bench.run.tracking import Tracker, resolve_tracking_uri
+from bench.spec.method import Kind, Method, load_method
+from bench.spec.recipes import (
     Recipe,
     RecipeGroup,
     RunConfig,
@@ -40,41 +47,6 @@ from bench.recipes import (
     load_recipe,
     resolve,
 )
-from bench.seeds import derive_seed
-from bench.stats import Verdict, compare_with_baseline, verdict
-from bench.synthetic import SyntheticSet, save_grid
-from bench.tracking import Tracker, resolve_tracking_uri
-from methods import Method, load_method
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Command-line options of ``reproduce`` (everything that is not the recipe itself)."""
-
-    budget: str = "smoke"
-    seed: int = 0
-    data_root: Path = Path("../shared/datasets")
-    tracking_uri: str | None = None
-    out: Path = Path("runs")
-    device: str = "auto"
-    resume: str | None = None
-    set_options: dict | None = None
-    download: bool = False
-    checkpoint_every: int = 10
-    dataset: str | None = None
-    """another copy of the recipe's dataset (``--dataset cifar10-jpeg``)"""
-    eval_models: tuple[str, ...] = ()
-    """architectures evaluated besides the recipe's (``--eval-models``)"""
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` -> CUDA if available else CPU; raises ``UserError`` for unavailable CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is available here; use --device cpu")
-    return device
 
 
 def _duration(seconds: float) -> str:
@@ -128,7 +100,7 @@ class Reproduction:
             recipe,
             options.budget,
             options.seed,
-            options.set_options,
+            parse_set_options(list(options.set_items)),
             options.dataset,
             options.eval_models,
         )
@@ -145,22 +117,8 @@ class Reproduction:
             parent = _reopen_parent_run(tracker, options.resume, config, device)
         else:
             parent = _new_parent_run(tracker, recipe, config, card, device)
-        where = [f"--out {out}", f"--data-root {options.data_root}"]
-        if options.tracking_uri:
-            where.append(f"--tracking-uri {options.tracking_uri}")
-        if options.dataset:
-            where.append(f"--dataset {options.dataset}")
-        if options.eval_models:
-            where.append(f"--eval-models {' '.join(options.eval_models)}")
-        resume_command = " ".join(
-            [
-                f"python -m bench reproduce {recipe.name} --budget {config.budget}",
-                f"--seed {config.seed}",
-                *where,
-                *(f"--set {o}" for o in config.overrides),
-                f"--resume {parent}",
-            ]
-        )
+        resume_argv = reproduce_argv(recipe.name, dataclasses.replace(options, resume=parent))
+        resume_command = shlex.join(["python", *resume_argv])
         run = cls(
             recipe,
             config,
@@ -212,11 +170,18 @@ class Reproduction:
             )
             raise
 
+    @property
+    def iterations(self) -> int:
+        """Outer iterations of a distilled method (0 for coresets and the whole set)."""
+        if self.method.kind is Kind.DISTILLED:
+            return self.config.method_config.iterations
+        return 0
+
     def print_header(self) -> None:
         """What is about to run: recipe, budget, overrides, published target, work, hardware."""
         recipe, config, ev = self.recipe, self.config, self.config.eval
         budget = recipe.budgets.get(config.budget)
-        iterations = getattr(config.method_config, "iterations", None)
+        iterations = self.iterations
         print(f"{recipe.name} (v{recipe.version}): {recipe.title}")
         print(f"  data     : {self.train.card.display_name}")
         print(
@@ -248,17 +213,17 @@ class Reproduction:
     ) -> tuple[dict[str, list[float]], list[float]]:
         """Distil (or restore) synthetic set ``index`` and evaluate it. Returns its accuracies
         ``{model: [...]}`` and the best evaluation of the recipe's model during distillation or
-        of the final set (the one with the highest mean; MTT's reported statistic)."""
+        of the final set (the one with the highest mean: the max-over-evaluations statistic)."""
         config, card = self.config, self.train.card
         set_seed = derive_seed(config.seed, index)
         # the whole training split is neither checkpointed nor logged: the data card names it
-        keeps_set = config.ipc is not None
+        keeps_set = self.method.kind is not Kind.WHOLE
         image_shape = (card.num_classes * (config.ipc or 0), card.channels, *card.image_size)
         state = self.checkpoints.load(index, image_shape) or {"accuracies": {}}
         label = f"set {index + 1}/{config.eval.num_exp} "
         if "synthetic" in state:  # distilled before an interruption
-            synset = SyntheticSet(
-                **state["synthetic"],
+            synset = SyntheticSet.from_tensors(
+                state["synthetic"],
                 method=config.method,
                 dataset=card.name,
                 ipc=config.ipc,
@@ -268,9 +233,11 @@ class Reproduction:
         else:
             synset = self.distill(index, set_seed, state, child, label)
             if keeps_set:
-                state["synthetic"] = synset.state()
+                state["synthetic"] = synset.tensors()
                 self.checkpoints.save(index, state)
-        synset = dataclasses.replace(synset, config_hash=config.config_hash())
+        synset = dataclasses.replace(
+            synset, config_hash=config.config_hash(), preprocessing=self.train.preprocessing
+        )
         if keeps_set:
             self.log_synthetic_set(synset, child, self.folder / f"set{index}")
         result = evaluate_synthetic_set(
@@ -294,14 +261,11 @@ class Reproduction:
     ) -> SyntheticSet:
         """Run the method from its last checkpoint, logging, showing progress, checkpointing
         every ``checkpoint_every`` outer iterations and estimating the remaining time."""
-        iterations = getattr(self.config.method_config, "iterations", None)
+        iterations = self.iterations
         if not iterations:  # baselines: a selection, no outer loop to show or checkpoint
             return self.method.distill(
                 self.train, self.config.ipc, self.config.method_config, seed, self.device
             )
-        extra = {}
-        if getattr(self.config.method_config, "eval_every", 0):
-            extra["evaluate"] = self._evaluate_during(index, seed, state, child, label)
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
         started = time.perf_counter()
@@ -337,11 +301,11 @@ class Reproduction:
                 self.device,
                 resume=resume,
                 after_iteration=after_iteration,
-                **extra,
+                evaluate=self._evaluate_during(index, seed, state, child, label),
             )
 
     def _evaluate_during(self, index: int, seed: int, state: dict[str, Any], child: str, label):
-        """``evaluate(it, synset)`` for methods that evaluate while they distil (MTT's
+        """``evaluate(it, synset)`` for methods that evaluate while they distil (e.g.
         ``eval_every``): the shared evaluation of the recipe's model on the intermediate set,
         logged as ``distill/eval/<model>/acc`` at step ``it`` and checkpointed."""
         model = self.config.eval.models[0]
@@ -390,22 +354,11 @@ class Reproduction:
         card = self.train.card
         folder.mkdir(parents=True, exist_ok=True)
         self.tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))
-        grid = save_grid(
-            self.train.pixels(synset.images), synset.labels, card, folder / "synthetic_grid.png"
-        )
+        grid = save_grid(self.train.pixels(synset.images), synset.labels, card, folder / GRID)
         self.tracker.log_artifact(run_id, grid)
-        if synset.generator is not None:
-            path = synset.save_generator(folder / "generator.safetensors")
-            self.tracker.log_artifact(run_id, path)
-        if synset.points is not None:
-            render = save_point_cloud_render(
-                synset.initial_points,
-                synset.points,
-                synset.labels,
-                card.classes,
-                folder / "point_clouds.png",
-            )
-            self.tracker.log_artifact(run_id, render)
+        if self.method.artifacts is not None:
+            for path in self.method.artifacts(synset, card, folder):
+                self.tracker.log_artifact(run_id, path)
 
     def judge_and_log(
         self, accuracies: dict[str, list[float]], best_evaluations: list[float]
@@ -459,7 +412,8 @@ class Reproduction:
 
     def compare_with_baselines(self, values: list[float]) -> list[dict]:
         """The final accuracies against each of the recipe's baselines' latest finished run of
-        the same budget and data in this store (``bench.stats.compare_with_baseline``)."""
+        the same budget and data in this store
+        (``bench.evaluation.stats.compare_with_baseline``)."""
         config, primary = self.config, self.config.eval.models[0]
         out = []
         for name in self.recipe.baselines:

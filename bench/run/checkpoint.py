@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import CheckpointError
+from bench.core.errors import CheckpointError
 
 
 class CheckpointStore:

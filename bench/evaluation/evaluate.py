@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.batched import test_accuracy_many, train_many
-from bench.config import SPEED_ONLY, require_positive
-from bench.data import DatasetCard, RealSet
-from bench.dsa import OPS as DSA_OPS
-from bench.errors import ConfigError, ShapeError
-from bench.schedule import train_by_schedule, training_batches
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from methods.networks import NETWORKS, build_network
+from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.errors import ConfigError, ShapeError
+from bench.core.seeds import derive_seed
+from bench.data.dsa import OPS as DSA_OPS
+from bench.data.real import DatasetCard, RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.batched import test_accuracy_many, train_many
+from bench.evaluation.networks import NETWORKS, build_network
+from bench.evaluation.schedule import train_by_schedule, training_batches
 
 
 @dataclass(frozen=True)
@@ -176,12 +176,12 @@ def evaluate_synthetic_set(
     card = test.card
     synset.validate(card)
     if protocol.lr_from_set:
-        if synset.lr is None:
+        if "lr" not in synset.extras:
             raise ShapeError(
                 "eval.lr_from_set: this synthetic set has no learned learning rate; "
                 "set eval.lr_from_set=false"
             )
-        protocol = dataclasses.replace(protocol, lr=float(synset.lr))
+        protocol = dataclasses.replace(protocol, lr=float(synset.extras["lr"]))
     results = {m: list((done or {}).get(m, [])) for m in protocol.models}
     todo = sum(protocol.num_eval - len(results[m]) for m in protocol.models)
     with tqdm(

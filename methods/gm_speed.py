@@ -1,4 +1,4 @@
-"""``python -m bench bench gm``: speed and memory of the distillation loop and the evaluation.
+"""``python -m bench speed gm``: speed and memory of the distillation loop and the evaluation.
 
 For each ipc it measures, on real MNIST with the paper's per-iteration settings (256 real
 images per class, the reference's outer/inner loops):
@@ -25,10 +25,10 @@ A speed goal belongs here, not in a timed unit test.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
@@ -36,55 +36,15 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.config import speed_only_fields
-from bench.data import load_card, load_real
-from bench.errors import UserError
-from bench.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
-from bench.provenance import git_commit, hardware, package_versions
-from bench.runner import pick_device
-from bench.synthetic import SyntheticSet
+from bench.core.config import speed_only_fields
+from bench.core.device import pick_device
+from bench.core.errors import UserError
+from bench.core.provenance import git_commit, hardware, package_versions
+from bench.data.real import load_card, load_real
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
+from bench.speed.benchmark import matmul_peak_gflops, peak_memory_mb
 from methods.gm import GMConfig, distill, loops_for
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set size
-    (a high-water mark), in MiB."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def write_record(out: Path, name: str, device: torch.device, **fields) -> Path:
-    """Write ``<out>/<name>-<commit>.json`` with the commit, hardware, package versions and
-    ``fields``; print and return its path."""
-    out.mkdir(parents=True, exist_ok=True)
-    commit = git_commit()
-    path = out / f"{name}-{commit[:12]}.json"
-    record = {
-        "commit": commit,
-        "hardware": hardware(device),
-        "versions": package_versions(),
-        **fields,
-    }
-    path.write_text(json.dumps(record, indent=2))
-    print(f"wrote {path}")
-    return path
-
-
-def _matmul_peak_gflops(device, size: int = 4096) -> float:
-    """fp32 matmul rate of this device in GFLOP/s (best of 3 ``size x size`` products): the
-    physical limit a speed-up is judged against (``../shared/notes/performance.md``)."""
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    a @ b  # warm-up
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
-
 
 VARIANTS: dict[str, dict] = {
     "channels_last": {"channels_last": True},
@@ -182,7 +142,7 @@ def _compare_batched_evaluation(
 ) -> tuple[float, float, float]:
     """(sequential, batched) network-epochs per second for ``networks`` ConvNet-3s on the same
     noise synthetic set and seeds, and the largest relative parameter difference between them."""
-    from bench.batched import train_many
+    from bench.evaluation.batched import train_many
 
     synset = _noise_set(card, ipc)
     protocol = EvalProtocol(augmentation="dc", epochs=epochs - 1)
@@ -205,7 +165,6 @@ def _compare_batched_evaluation(
 
 
 def run_benchmark(
-    method: str,
     data_root: Path,
     out: Path,
     device_name: str,
@@ -220,8 +179,6 @@ def run_benchmark(
     Raises:
         UserError: an unknown variant (``variants``: names of ``VARIANTS``; None: all).
     """
-    if method != "gm":
-        raise ValueError(f"no benchmark for method {method!r}")
     variants = tuple(VARIANTS) if variants is None else variants
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -230,7 +187,7 @@ def run_benchmark(
     card = load_card("mnist")
     real = load_real(card, data_root, "train").to(device)
     test = load_real(card, data_root, "test")
-    peak = _matmul_peak_gflops(device)
+    peak = matmul_peak_gflops(device)
     rows, variant_rows, results = [], [], []
     for ipc in ipcs:
         if device.type == "cuda":
@@ -292,7 +249,7 @@ def run_benchmark(
                 ]
             )
     report = {
-        "method": method,
+        "method": "gm",
         "dataset": card.name,
         "commit": git_commit(),
         "hardware": hardware(device),
@@ -345,3 +302,46 @@ def run_benchmark(
     path.write_text(json.dumps(report, indent=2))
     print(f"written to {path}")
     return report
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench speed gm [options]``: parse the options and run ``run_benchmark``."""
+    p = argparse.ArgumentParser(prog="python -m bench speed gm")
+    p.add_argument(
+        "--ipc",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="ipc values (default: 1; an ipc-10 outer iteration takes minutes on a CPU)",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        metavar="VARIANT",
+        help="fast variants of the distillation loop timed against the plain one: "
+        "channels_last, compile, batched, bf16 (default: all)",
+    )
+    p.add_argument("--iterations", type=int, default=3, help="outer iterations timed per ipc")
+    p.add_argument("--epochs", type=int, default=20, help="evaluation epochs timed per ipc")
+    p.add_argument(
+        "--networks",
+        type=int,
+        default=20,
+        help="networks trained one after another vs together (default: 20, DC's per set)",
+    )
+    p.add_argument("--data-root", default="../shared/datasets")
+    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    run_benchmark(
+        Path(args.data_root),
+        Path(args.out),
+        args.device,
+        ipcs=tuple(args.ipc),
+        iterations=args.iterations,
+        epochs=args.epochs,
+        networks=args.networks,
+        variants=None if args.variants is None else tuple(args.variants),
+    )
+    return 0

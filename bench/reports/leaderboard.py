@@ -25,7 +25,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.recipes import (
+from bench.data.synthetic import GRID
+from bench.run.tracking import Tracker
+from bench.spec.recipes import (
     Recipe,
     format_published,
     format_source,
@@ -33,21 +35,9 @@ from bench.recipes import (
     load_recipe,
     recipe_names,
 )
-from bench.tracking import Tracker
 
 MISSING = "—"
 BUDGET_ORDER = {"paper": 0, "reduced": 1, "smoke": 2}
-METHOD_ORDER = {
-    "random": 0,
-    "herding": 1,
-    "gm": 2,
-    "mtt": 2,
-    "gtn-unrolled": 2,
-    "gtn-gm": 3,
-    "gtn-ift": 4,
-    "whole": 5,
-}
-"""row order within a dataset and ipc: baselines first, as in DC's Table 1"""
 HEADERS = (
     "recipe",
     "dataset",
@@ -105,7 +95,7 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
         model = (tags.get("eval_models") or "ConvNet").split()[0]
         if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
             continue
-        # the statistic the published number measures (bench.recipes.STATISTICS)
+        # the statistic the published number measures (bench.spec.recipes.STATISTICS)
         key, final = f"eval/{model}/acc", None
         if f"eval/{model}/max_over_evaluations_acc" in metrics:
             key, final = f"eval/{model}/max_over_evaluations_acc", metrics[key]
@@ -233,25 +223,23 @@ def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Pat
     return path
 
 
-PICTURES = {"synthetic_grid.png": "", "point_clouds.png": "-points"}
-"""artifact of a synthetic set's run -> suffix of its copy under ``grids/``"""
-
-
 def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -> list[Path]:
-    """Copy the pictures (``PICTURES``) of the run's first synthetic set to
-    ``folder/<name><suffix>.png``; empty when the run has none (the whole-dataset baseline)."""
+    """Copy the PNG artifacts of the run's first synthetic set to ``folder``: its grid
+    (``synthetic_grid.png``) as ``<name>.png``, any other picture a method adds (``<x>.png``, e.g.
+    point-cloud renders) as ``<name>-<x>.png``; empty when the run has none (the whole-dataset
+    baseline)."""
     children = sorted(tracker.children(run.run_id), key=lambda c: c.data.tags.get("set_index", ""))
     copied = []
     for child in children[:1]:
-        names = {a.path for a in tracker.client.list_artifacts(child.info.run_id)}
-        for artifact, suffix in PICTURES.items():
-            if artifact in names:
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = tracker.download_artifact(child.info.run_id, artifact, Path(tmp))
-                    dst = folder / f"{name}{suffix}.png"
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(local, dst)
-                copied.append(dst)
+        names = sorted(a.path for a in tracker.client.list_artifacts(child.info.run_id))
+        for artifact in (n for n in names if n.endswith(".png")):
+            suffix = "" if artifact == GRID else "-" + artifact.removesuffix(".png")
+            with tempfile.TemporaryDirectory() as tmp:
+                local = tracker.download_artifact(child.info.run_id, artifact, Path(tmp))
+                dst = folder / f"{name}{suffix}.png"
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(local, dst)
+            copied.append(dst)
     return copied
 
 
@@ -278,7 +266,7 @@ def write_leaderboards(tracker: Tracker, out: Path) -> list[Path]:
     """Write every leaderboard (see module docstring) under ``out``; returns the files written."""
     import os
 
-    from bench.data import load_card
+    from bench.data.real import load_card
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     recipes = [r for r in map(load_recipe, recipe_names()) if isinstance(r, Recipe)]
@@ -290,9 +278,7 @@ def write_leaderboards(tracker: Tracker, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written, index = [], []
     for board, members in sorted(by_board.items()):
-        members.sort(
-            key=lambda r: (r.dataset, r.ipc is None, r.ipc or 0, METHOD_ORDER.get(r.method, 9))
-        )
+        members.sort(key=lambda r: (r.dataset, r.ipc is None, r.ipc or 0, r.leaderboard_row))
         rows = build_rows(members, runs)
         cells = [table_cells(row, dataset_names) for row in rows]
         measured = [row for row in rows if row.run is not None]

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import tomllib
 import torch
 
-from bench.errors import ConfigError, DataNotFoundError
-from bench.paths import DATASET_CARDS_DIR
+from bench.core.errors import ConfigError, DataNotFoundError
+from bench.core.paths import DATASET_CARDS_DIR
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,7 +94,7 @@ class RealSet:
     card: DatasetCard
     preprocessing: dict = field(default_factory=dict)
     """how ``images`` were made from the files when not by the card's mean/std (e.g. ZCA
-    whitening, ``bench/zca.py``); empty: the card's normalisation"""
+    whitening, ``bench/data/zca.py``); empty: the card's normalisation"""
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
     """maps images of this preprocessing back to [0, 1] pixels (for pictures); None:
     ``denormalise``"""

@@ -15,7 +15,7 @@ import dataclasses
 
 import torch
 
-from bench.data import RealSet, denormalise
+from bench.data.real import RealSet, denormalise
 
 EPS = 0.1
 """kornia ``ZCAWhitening`` regulariser of the reference code"""

@@ -23,6 +23,7 @@ times. Do not run two sweeps of the same tasks against one store at the same tim
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import signal
 import subprocess
@@ -36,37 +37,43 @@ from pathlib import Path
 from tabulate import tabulate
 from tqdm import tqdm
 
-from bench.config import parse_set_options
-from bench.errors import UserError
-from bench.paths import REPO_ROOT
-from bench.recipes import Recipe, RecipeGroup, load_recipe, resolve
-from bench.tracking import Tracker, resolve_tracking_uri
+from bench.core.config import parse_set_options
+from bench.core.errors import UserError
+from bench.core.paths import REPO_ROOT
+from bench.run.options import Location, RecipeOptions, RunOptions, option, reproduce_argv
+from bench.run.tracking import Tracker, resolve_tracking_uri
+from bench.spec.recipes import Recipe, RecipeGroup, load_recipe, resolve
 
 
 @dataclass(frozen=True)
-class SweepOptions:
-    """Command-line options of ``sweep`` (see ``python -m bench sweep --help``)."""
+class SweepOptions(RecipeOptions, Location):
+    """Command-line options of ``sweep`` (``python -m bench sweep --help``); the recipe and
+    location options are passed on to every task."""
 
-    recipes: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    budget: str = "smoke"
-    set_items: tuple[str, ...] = ()
-    """``--set KEY=VALUE`` items, passed to every task"""
-    dataset: str | None = None
-    eval_models: tuple[str, ...] = ()
-    data_root: Path = Path("../shared/datasets")
-    out: Path = Path("runs")
-    tracking_uri: str | None = None
-    device: str = "auto"
-    executor: str = "local"
-    workers: int = 1
-    threads: int = 1
-    """CPU threads of each task (``OMP_NUM_THREADS``; Ray's ``num_cpus`` per task)"""
-    ray_address: str | None = None
-    gpus: float = 0.0
-    """GPUs Ray reserves for each task (``num_gpus``; e.g. 1, or 0.5 to share one by two)"""
-    retries: int = 1
-    checkpoint_every: int = 10
+    recipes: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = option((0,), "base seeds, one run each", nargs="+", type=int)
+    executor: str = option(
+        "local",
+        "local: processes on this machine; ray: Ray tasks",
+        choices=("local", "ray"),
+    )
+    workers: int | None = option(
+        None,
+        "tasks at a time (default: CPU cores // --threads; with --ray-address, as many as the "
+        "cluster fits)",
+        type=int,
+    )
+    threads: int = option(1, "CPU threads per task (OMP_NUM_THREADS; Ray's num_cpus per task)")
+    ray_address: str | None = option(
+        None,
+        "join this Ray cluster (e.g. ray://head:10001 or head:6379); default: start Ray here. "
+        "A cluster needs --tracking-uri of an MLflow server",
+        metavar="ADDR",
+    )
+    gpus: float = option(
+        0.0, "with --executor ray: GPUs reserved per task, e.g. 1 or 0.5 to share one by two"
+    )
+    retries: int = option(1, "times a failed task is continued from its checkpoints")
 
 
 @dataclass(frozen=True)
@@ -143,37 +150,17 @@ def _state(tracker: Tracker, task: Task) -> tuple[str, str]:
 
 
 def task_command(options: SweepOptions, task: Task, tracking_uri: str, resume: str) -> list[str]:
-    """The ``python -m bench reproduce`` command line of one task (continuing ``resume``)."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench",
-        "reproduce",
-        task.recipe,
-        "--budget",
-        options.budget,
-        "--seed",
-        str(task.seed),
-        "--data-root",
-        str(options.data_root),
-        "--out",
-        str(options.out),
-        "--tracking-uri",
-        tracking_uri,
-        "--device",
-        options.device,
-        "--checkpoint-every",
-        str(options.checkpoint_every),
-    ]
-    for item in options.set_items:
-        command += ["--set", item]
-    if options.dataset:
-        command += ["--dataset", options.dataset]
-    if options.eval_models:
-        command += ["--eval-models", *options.eval_models]
-    if resume:
-        command += ["--resume", resume]
-    return command
+    """The ``python -m bench reproduce`` command line of one task (continuing ``resume``): the
+    sweep's recipe and location options, the task's seed, the sweep's store."""
+    shared = {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(RunOptions)
+        if hasattr(options, f.name)
+    }
+    run = RunOptions(
+        **{**shared, "seed": task.seed, "tracking_uri": tracking_uri, "resume": resume or None}
+    )
+    return [sys.executable, *reproduce_argv(task.recipe, run)]
 
 
 def _die_with_parent_hook():

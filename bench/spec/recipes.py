@@ -21,11 +21,10 @@ from typing import Any
 
 import tomllib
 
-from bench.config import apply_overrides, speed_only_fields
-from bench.errors import ConfigError
-from bench.paths import RECIPES_DIR
-from bench.stats import Published
-from methods import WHOLE_SET_METHODS
+from bench.core.config import apply_overrides, speed_only_fields
+from bench.core.errors import ConfigError
+from bench.core.paths import RECIPES_DIR
+from bench.evaluation.stats import Published
 
 BUDGETS = ("smoke", "reduced", "paper")
 
@@ -42,6 +41,7 @@ _RECIPE_KEYS = {
     "test",
     "budgets",
     "leaderboard",
+    "leaderboard_row",
     "baselines",
 }
 _GROUP_KEYS = {"name", "version", "title", "members", "note"}
@@ -89,6 +89,9 @@ class Recipe:
     """the leaderboard table this recipe's row belongs to (e.g. ``dc-table1``)"""
     statistic: str = "final"
     """what the published number measures (``STATISTICS``); the verdict tests the same one"""
+    leaderboard_row: int = 2
+    """position among the rows of the same dataset and ipc, smaller first: baselines first as in
+    DC's Table 1 (random 0, herding 1, distilled sets 2 and up, the whole set 5)"""
     baselines: tuple[str, ...] = ()
     """recipes measured under the same protocol this one is compared with (e.g. where nothing
     was published: ``random-eurosat-ipc1``, ``whole-eurosat``)"""
@@ -137,11 +140,6 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
     missing = {"version", "method", "dataset", "published", "test", "budgets"} - set(raw)
     if missing:
         raise ConfigError(f"{where}: missing key(s) {sorted(missing)}")
-    if ("ipc" in raw) == (raw["method"] in WHOLE_SET_METHODS):
-        raise ConfigError(
-            f"{where}: 'ipc' is required, except for methods that train on the whole training "
-            f"set ({', '.join(WHOLE_SET_METHODS)}), which must not set it"
-        )
     pub = raw["published"]
     _check_keys(pub, _PUBLISHED_KEYS, f"{where} [published]")
     _check_keys(raw["test"], _TEST_KEYS, f"{where} [test]")
@@ -199,6 +197,7 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         path=path,
         leaderboard=raw.get("leaderboard", raw["method"]),
         statistic=statistic,
+        leaderboard_row=int(raw.get("leaderboard_row", 2)),
         baselines=tuple(raw.get("baselines", ())),
     )
 
@@ -325,9 +324,9 @@ def resolve(
         ConfigError: unknown budget, unknown ``--set`` section, an unknown/ill-typed key, or a
             dataset that is not a copy of the recipe's.
     """
-    from bench.data import load_card
-    from bench.evaluate import EvalProtocol
-    from methods import load_method
+    from bench.data.real import load_card
+    from bench.evaluation.evaluate import EvalProtocol
+    from bench.spec.method import Kind, load_method
 
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
@@ -336,6 +335,11 @@ def resolve(
     if unknown:
         raise ConfigError(f"--set sections are 'method' and 'eval', got {sorted(unknown)}")
     method = load_method(recipe.method)
+    if (recipe.ipc is None) != (method.kind is Kind.WHOLE):
+        raise ConfigError(
+            f"recipe {recipe.path.name}: 'ipc' is required, except for methods that train on the "
+            f"whole training set (kind 'whole'), which must not set it"
+        )
     method_config = apply_overrides(
         method.config_class(), recipe.method_overrides, f"recipe {recipe.name} [method_overrides]"
     )

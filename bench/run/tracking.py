@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.errors import UserError
+from bench.core.errors import UserError
 
 EXPERIMENT = "distillbench"
 

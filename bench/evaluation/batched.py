@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
-from bench.data import DatasetCard, RealSet
-from bench.schedule import train_by_schedule, training_batches
-from bench.seeds import derive_seed
-from bench.synthetic import SyntheticSet
-from methods.networks import build_network
+from bench.core.seeds import derive_seed
+from bench.data.real import DatasetCard, RealSet
+from bench.data.synthetic import SyntheticSet
+from bench.evaluation.networks import build_network
+from bench.evaluation.schedule import train_by_schedule, training_batches
 
 
 class NetworkStack:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from bench.errors import UserError
-from bench.paths import LEADERBOARDS_DIR
+from bench.core.errors import UserError
+from bench.core.paths import LEADERBOARDS_DIR
 
 BASELINES = LEADERBOARDS_DIR / "regress-smoke.json"
 BUDGET = "smoke"
@@ -135,8 +135,8 @@ def load_baselines(path: Path) -> dict[str, Baseline]:
 
 def run_entry(entry: SuiteEntry, options) -> tuple[str, list[float], dict[str, str]]:
     """Reproduce one suite entry at the smoke budget; returns (run id, accuracies, run tags)."""
-    from bench.recipes import load_recipe
-    from bench.runner import Reproduction
+    from bench.run.runner import Reproduction
+    from bench.spec.recipes import load_recipe
 
     options = dataclasses.replace(options, budget=BUDGET, seed=SEED, dataset=entry.dataset)
     run = Reproduction.start(load_recipe(entry.recipe), options)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import torch
 
-from bench.augment import dc_augment
-from bench.dsa import dsa_augment
+from bench.data.augment import dc_augment
+from bench.data.dsa import dsa_augment
 
 
 def training_batches(

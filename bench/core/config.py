@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 T = TypeVar("T")
 _UNIONS = (Union, types.UnionType)  # Optional[int] and int | None

@@ -1,5 +1,6 @@
-"""``python -m bench bench gtn``: cost of the three ways of training a generative teaching
-network (``methods/gtn.py``), side by side, at the same generator and learner sizes.
+"""``python -m bench speed gtn-gm`` (also gtn-ift, gtn-unrolled): cost of the three ways of
+training a generative teaching network (``methods/gtn.py``), side by side, at the same
+generator and learner sizes.
 
 For every variant (``gm``, ``ift``, ``unrolled``) and every number of learner steps per
 generator update (``--inner-steps``: GM's ``inner_loop``, IFT's and unrolled's
@@ -29,8 +30,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.benchmark import peak_memory_mb, write_record
-from bench.provenance import hardware
+from bench.core.provenance import hardware
+from bench.speed.benchmark import peak_memory_mb, write_record
 
 VARIANTS = ("gm", "ift", "unrolled")
 
@@ -95,7 +96,7 @@ def variant_config(variant: str, inner_steps: int, **overrides):
 
 def mnist_shaped_real(images: int = 12000):
     """A RealSet of ``images`` random MNIST-shaped images (cost measurements only)."""
-    from bench.data import RealSet, load_card
+    from bench.data.real import RealSet, load_card
 
     generator = torch.Generator().manual_seed(0)
     return RealSet(
@@ -181,3 +182,30 @@ def run_gtn_benchmark(
     )
     print(tabulate(rows, headers=headers))
     return write_record(out, "gtn", device, iterations_timed=iterations, results=results)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench speed gtn-gm|gtn-ift|gtn-unrolled [options]``: the three variants side by
+    side (``run_gtn_benchmark``)."""
+    import argparse
+
+    from bench.core.device import pick_device
+
+    p = argparse.ArgumentParser(prog="python -m bench speed gtn-gm")
+    p.add_argument(
+        "--inner-steps",
+        type=int,
+        nargs="+",
+        default=[5, 10, 20],
+        help="learner steps per generator update (default: 5 10 20; the paper's is 10)",
+    )
+    p.add_argument(
+        "--iterations", type=int, default=3, help="iterations timed per variant, after a warm-up"
+    )
+    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    run_gtn_benchmark(
+        tuple(args.inner_steps), args.iterations, pick_device(args.device), Path(args.out)
+    )
+    return 0

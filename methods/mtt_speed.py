@@ -1,4 +1,4 @@
-"""``python -m bench bench mtt``: time and peak memory of one MTT iteration per ``syn_steps``.
+"""``python -m bench speed mtt``: time and peak memory of one MTT iteration per ``syn_steps``.
 
 MTT back-propagates through all ``syn_steps`` unrolled student steps, so its memory grows with
 them; ``batch_syn`` (synthetic images per step) is the reference's way to trade result for
@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.benchmark import peak_memory_mb, write_record
-from bench.provenance import hardware
+from bench.core.provenance import hardware
+from bench.speed.benchmark import peak_memory_mb, write_record
 
 
 def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, device: str):
     """Time and peak memory of MTT iterations for one case (run in a fresh process)."""
+    from bench.evaluation.networks import build_network
     from methods.mtt import MTTConfig, trajectory_matching_loss
-    from methods.networks import build_network
 
     dev = torch.device(device)
     net = build_network("ConvNet", 3, 10, (32, 32), 0).to(dev)
@@ -101,3 +101,40 @@ def run_mtt_benchmark(
     print(f"\nMTT iteration, ConvNet-3 on 3x32x32, {hardware(device)}")
     print(tabulate(rows, headers=headers))
     return write_record(out, "mtt", device, iterations_timed=iterations, results=results)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench speed mtt [options]`` (``run_mtt_benchmark``)."""
+    import argparse
+
+    from bench.core.device import pick_device
+
+    p = argparse.ArgumentParser(prog="python -m bench speed mtt")
+    p.add_argument("--ipc", type=int, nargs="+", default=[1], help="ipc values (default: 1)")
+    p.add_argument(
+        "--syn-steps",
+        type=int,
+        nargs="+",
+        default=[10, 20, 30, 50],
+        help="unrolled student steps per iteration (default: 10 20 30 50)",
+    )
+    p.add_argument(
+        "--batch-syn",
+        type=int,
+        nargs="*",
+        default=[],
+        help="smaller synthetic batches per step, besides all images (default: none)",
+    )
+    p.add_argument("--iterations", type=int, default=3, help="iterations timed per case")
+    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    run_mtt_benchmark(
+        tuple(args.ipc),
+        tuple(args.syn_steps),
+        (None, *args.batch_syn),
+        args.iterations,
+        pick_device(args.device),
+        Path(args.out),
+    )
+    return 0

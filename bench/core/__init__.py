@@ -1,0 +1,1 @@
+"""Lowest layer: errors, paths, seeds, typed config helpers, provenance and device choice."""

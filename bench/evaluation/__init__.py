@@ -1,0 +1,2 @@
+"""The shared evaluation: networks, training schedules, evaluation of a synthetic set, statistics
+and verdicts."""

@@ -1,0 +1,1 @@
+"""Reports from measured runs: leaderboards and the CI accuracy regression."""

@@ -1,0 +1,1 @@
+"""Running recipes: the runner, MLflow tracking, checkpoints and sweeps."""

@@ -1,0 +1,1 @@
+"""What a run is: recipes, the method contract and the registry of methods."""

@@ -1,0 +1,1 @@
+"""Speed benchmarks: side-by-side timings with the measured matmul peak."""

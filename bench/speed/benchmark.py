@@ -1,0 +1,56 @@
+"""What every speed benchmark shares: peak memory, the measured matmul peak and the JSON record
+written beside a speed claim (``<out>/<name>-<commit>.json``). The benchmarks themselves live
+next to their methods (``methods/*_speed.py``) and run as ``python -m bench speed <method>``.
+A speed goal belongs in a benchmark, not in a timed unit test.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from bench.core.provenance import git_commit, hardware, package_versions
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set size
+    (a high-water mark), in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def write_record(out: Path, name: str, device: torch.device, **fields) -> Path:
+    """Write ``<out>/<name>-<commit>.json`` with the commit, hardware, package versions and
+    ``fields``; print and return its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    commit = git_commit()
+    path = out / f"{name}-{commit[:12]}.json"
+    record = {
+        "commit": commit,
+        "hardware": hardware(device),
+        "versions": package_versions(),
+        **fields,
+    }
+    path.write_text(json.dumps(record, indent=2))
+    print(f"wrote {path}")
+    return path
+
+
+def matmul_peak_gflops(device, size: int = 4096) -> float:
+    """fp32 matmul rate of this device in GFLOP/s (best of 3 ``size x size`` products): the
+    physical limit a speed-up is judged against (``../shared/notes/performance.md``)."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
