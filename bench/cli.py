@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {list, methods, validate, reproduce, sweep, regress,
+"""Command line: ``python -m bench {list, methods, validate, schema, reproduce, sweep, regress,
 leaderboard, speed}`` plus the commands methods register (``experts``).
 
 The options of ``reproduce``, ``regress`` and ``sweep`` are generated from the dataclasses of
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from bench.core.errors import UserError
-from bench.core.paths import LEADERBOARDS_DIR
+from bench.core.paths import INCLUDE_PATH_VARIABLE, LEADERBOARDS_DIR, add_include_paths
 from bench.run.options import Location, RunOptions, add_options, from_namespace
 from bench.spec.method import registered_commands
 
@@ -29,11 +29,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
         ipc_label,
         load_recipe,
         recipe_names,
+        variant_label,
     )
 
     rows = []
     for name in recipe_names():
-        recipe = load_recipe(name)
+        try:
+            recipe = load_recipe(name)
+        except UserError as exc:  # one broken file must not hide the others
+            problems = _problems(exc)
+            more = f" (+{len(problems) - 1} more: python -m bench validate {name})"
+            rows.append([name, "BROKEN", "", "", "", "", problems[0] + more * (len(problems) > 1)])
+            continue
         if isinstance(recipe, Recipe):
             rows.append(
                 [
@@ -41,6 +48,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                     recipe.method,
                     recipe.dataset,
                     ipc_label(recipe.ipc),
+                    variant_label(recipe),
                     format_published(recipe),
                     format_source(recipe),
                 ]
@@ -50,37 +58,75 @@ def _cmd_list(args: argparse.Namespace) -> int:
             shown = ", ".join(members[:3]) + (
                 f", ... ({len(members)} recipes)" if len(members) > 3 else ""
             )
-            rows.append([name, "group", "", "", "", "runs " + shown])
-    print(tabulate(rows, headers=["recipe", "method", "dataset", "ipc", "published (%)", "source"]))
+            rows.append([name, "group", "", "", "", "", "runs " + shown])
+    headers = ["recipe", "method", "dataset", "ipc", "protocol", "published (%)", "source"]
+    print(tabulate(rows, headers=headers))
     return 0
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    from bench.data.real import load_card
-    from bench.spec.recipes import BUDGETS, Recipe, load_recipe, recipe_names, resolve
+def _problems(exc: Exception) -> list[str]:
+    """One line per problem: all of a file's schema problems, else the error's message (an
+    unexpected exception, e.g. a method that fails to import, is named by its type)."""
+    from bench.core.schema import SchemaError
 
-    names = args.recipes or recipe_names()
-    failures = 0
-    for name in names:
+    if isinstance(exc, SchemaError):
+        return list(exc.problems)
+    if isinstance(exc, UserError):
+        return [str(exc)]
+    return [f"{type(exc).__name__}: {exc}".splitlines()[0]]
+
+
+def _check_recipe(name: str) -> None:
+    """Everything ``validate`` checks of one recipe or group; raises at the first problem."""
+    from bench.data.real import load_card
+    from bench.spec.recipes import BUDGETS, Recipe, load_recipe, resolve
+
+    recipe = load_recipe(name)
+    if isinstance(recipe, Recipe):
+        load_card(recipe.dataset)
+        for baseline in recipe.baselines:
+            if not isinstance(load_recipe(baseline), Recipe):
+                raise UserError(f"baseline {baseline} is a group, not a recipe")
+        for budget in BUDGETS:
+            resolve(recipe, budget, seed=0)
+    else:
+        for member in recipe.members:
+            if not isinstance(load_recipe(member), Recipe):
+                raise UserError(f"group {name}: member {member} is itself a group")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from bench.data.real import known_datasets, load_card
+    from bench.spec.recipes import recipe_names
+
+    checks = [("recipe", name, _check_recipe) for name in args.recipes or recipe_names()]
+    if not args.recipes:
+        checks += [("dataset card", name, load_card) for name in known_datasets()]
+    failed = {"recipe": 0, "dataset card": 0}
+    for what, name, check in checks:
+        label = name if what == "recipe" else f"{name} (dataset card)"
         try:
-            recipe = load_recipe(name)
-            if isinstance(recipe, Recipe):
-                load_card(recipe.dataset)
-                for baseline in recipe.baselines:
-                    if not isinstance(load_recipe(baseline), Recipe):
-                        raise UserError(f"baseline {baseline} is a group, not a recipe")
-                for budget in BUDGETS:
-                    resolve(recipe, budget, seed=0)
-            else:
-                for member in recipe.members:
-                    if not isinstance(load_recipe(member), Recipe):
-                        raise UserError(f"group {name}: member {member} is itself a group")
-            print(f"ok      {name}")
-        except UserError as exc:
-            failures += 1
-            print(f"FAILED  {name}: {exc}")
-    print(f"{len(names) - failures} of {len(names)} recipe(s) valid")
-    return 1 if failures else 0
+            check(name)
+            print(f"ok      {label}")
+        except Exception as exc:  # noqa: BLE001  every problem is one line, never a traceback
+            failed[what] += 1
+            for problem in _problems(exc):
+                print(f"FAILED  {label}: {problem}")
+    summary = []
+    for what in failed:
+        total = sum(1 for check in checks if check[0] == what)
+        if total or what == "recipe":
+            summary.append(f"{total - failed[what]} of {total} {what}(s) valid")
+    print(", ".join(summary))
+    return 1 if any(failed.values()) else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from bench.spec.recipe_schema import write_schemas
+
+    for path in write_schemas(Path(args.out) if args.out else None):
+        print(f"wrote {path}")
+    return 0
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -180,36 +226,71 @@ def _forwarded(argv: list[str]):
     return None
 
 
+def _includes() -> argparse.ArgumentParser:
+    """The ``--include-path`` option of the commands that read recipes (a parent parser)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--include-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also read recipes from DIR/*.toml and dataset cards from DIR/datasets/*.toml "
+        f"(repeatable; sets ${INCLUDE_PATH_VARIABLE}, which sweep tasks inherit)",
+    )
+    return parent
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m bench`` argument parser and its subcommands."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    includes = [_includes()]
 
-    p = sub.add_parser("list", help="recipes and the published number each targets")
+    p = sub.add_parser(
+        "list", parents=includes, help="recipes and the published number each targets"
+    )
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("methods", help="registered methods (built-in and installed plugins)")
     p.set_defaults(func=_cmd_methods)
 
     p = sub.add_parser(
-        "validate", help="check every recipe (keys, types, budgets) without running it"
+        "validate",
+        parents=includes,
+        help="check every recipe (keys, types, budgets) and dataset card without running them; "
+        "one line per problem",
     )
-    p.add_argument("recipes", nargs="*", help="recipes to check (default: all)")
+    p.add_argument("recipes", nargs="*", help="recipes to check (default: all, and all cards)")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("reproduce", help="distil, evaluate, log to MLflow and give a verdict")
+    p = sub.add_parser(
+        "schema", help="write the JSON schemas of recipe, group and dataset-card files"
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="folder to write them to (default: reproduce/ and datasets/ of the checkout)",
+    )
+    p.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "reproduce", parents=includes, help="distil, evaluate, log to MLflow and give a verdict"
+    )
     p.add_argument("recipe", help="recipe name (see: python -m bench list)")
     add_options(p, RunOptions)
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser(
         "regress",
+        parents=includes,
         help="re-run the smoke suite and fail on a significant drop against committed baselines",
     )
     p.add_argument(
         "--baselines",
         default=str(LEADERBOARDS_DIR / "regress-smoke.json"),
-        help="baseline file (default: leaderboards/regress-smoke.json)",
+        help="baseline file (default: leaderboards/regress-smoke.json of the checkout, or of the "
+        "working directory when installed)",
     )
     p.add_argument(
         "--record",
@@ -224,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "sweep",
+        parents=includes,
         help="many reproductions (recipes x seeds) in parallel, locally or on Ray; resumable",
     )
     p.add_argument("recipes", nargs="+", metavar="RECIPE", help="recipes or groups to run")
@@ -232,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(
-        "leaderboard", help="tables and plots of every recipe from the runs in an MLflow store"
+        "leaderboard",
+        parents=includes,
+        help="tables and plots of every recipe from the runs in an MLflow store",
     )
     p.add_argument(
         "--tracking-uri",
@@ -241,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--runs", default="runs", help="folder of the default store (default: runs)")
     p.add_argument(
-        "--output", default=str(LEADERBOARDS_DIR), help="where to write (default: leaderboards/)"
+        "--output",
+        default=str(LEADERBOARDS_DIR),
+        help="where to write (default: the checkout's leaderboards/, or ./leaderboards when "
+        "installed)",
     )
     p.set_defaults(func=_cmd_leaderboard)
 
@@ -268,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         if forwarded is not None:
             return forwarded()
         args = build_parser().parse_args(argv)
+        add_include_paths(getattr(args, "include_path", ()))
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -46,14 +46,14 @@ def test_whole_dataset_recipes_have_no_ipc_and_others_need_one(tmp_path, monkeyp
     assert load_recipe("whole-mnist").ipc is None
     whole = (RECIPES_DIR / "whole-mnist.toml").read_text()
     gm = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
-    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.core.paths.RECIPES_DIR", tmp_path)
     (tmp_path / "whole-mnist.toml").write_text(
         whole.replace('dataset = "mnist"', 'dataset = "mnist"\nipc = 1')
     )
     (tmp_path / "gm-mnist-ipc1.toml").write_text(gm.replace("ipc = 1\n", ""))
     for name in ("whole-mnist", "gm-mnist-ipc1"):
         with pytest.raises(ConfigError, match="'ipc' is required, except for methods"):
-            load_recipe(name)
+            resolve(load_recipe(name), "paper", 0)  # the method's kind decides
 
 
 def test_runs_off_the_papers_protocol_say_why():
@@ -126,23 +126,23 @@ def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
     (tmp_path / "extra.toml").write_text(
         good.replace('name = "gm-mnist-ipc1"', 'name = "extra"\nbudget = "paper"')
     )
-    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.core.paths.RECIPES_DIR", tmp_path)
     assert main(["validate"]) == 1
     out = capsys.readouterr().out
     assert "ok      gm-mnist-ipc1" in out
     assert "FAILED  typo: unknown key 'lr_imgg'" in out and "did you mean 'lr_img'" in out
-    assert "FAILED  extra: recipe extra.toml: unknown key 'budget'" in out
+    assert "FAILED  extra: recipe extra.toml: unknown key 'budget'; did you mean 'budgets'?" in out
     assert "1 of 3 recipe(s) valid" in out
 
 
 def test_a_recipe_without_a_usable_margin_is_refused(tmp_path, monkeypatch):
     good = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
-    monkeypatch.setattr("bench.spec.recipes.RECIPES_DIR", tmp_path)
+    monkeypatch.setattr("bench.core.paths.RECIPES_DIR", tmp_path)
     (tmp_path / "gm-mnist-ipc1.toml").write_text(good.replace("margin = 1.0", "margin = 0.0"))
     with pytest.raises(ConfigError, match=r"\[test\]: need margin > 0"):
         load_recipe("gm-mnist-ipc1")
     (tmp_path / "gm-mnist-ipc1.toml").write_text(good.replace("margin = 1.0", ""))
-    with pytest.raises(ConfigError, match="missing the equivalence 'margin'"):
+    with pytest.raises(ConfigError, match=r"\[test\]: missing key 'margin'; add it \(the equiv"):
         load_recipe("gm-mnist-ipc1")
 
 

@@ -9,21 +9,24 @@ from importlib import metadata
 
 import torch
 
-from bench.core.paths import REPO_ROOT
+from bench.core.paths import CHECKOUT
 
 PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "scipy", "safetensors")
 
 
 def git_commit() -> str:
     """``HEAD``'s hash, suffixed ``-dirty`` when tracked files have uncommitted changes;
-    ``unknown`` outside a git checkout."""
+    ``unknown`` outside a git checkout, and for an installed copy (whose site-packages may lie
+    inside some other repository, whose commit says nothing about this code)."""
+    if CHECKOUT is None:
+        return "unknown"
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+            ["git", "rev-parse", "HEAD"], cwd=CHECKOUT, check=True, capture_output=True, text=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
+            cwd=CHECKOUT,
             check=True,
             capture_output=True,
             text=True,

@@ -1,4 +1,5 @@
-"""Real datasets through the real torchvision loaders, described by the cards in ``datasets/``.
+"""Real datasets through the real torchvision loaders, described by the cards in ``datasets/``
+(their schema: ``bench.data.card_schema``).
 
 ``load_real`` returns the whole split as one normalised tensor, the form gradient matching and
 the evaluation both need (per-class sampling of real batches, a fast test pass).
@@ -12,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tomllib
 import torch
 
 from bench.core.errors import ConfigError, DataNotFoundError
-from bench.core.paths import DATASET_CARDS_DIR
+from bench.core.paths import card_dirs, find_toml, toml_files
+from bench.core.schema import parse, read_toml
+from bench.data.card_schema import CardModel
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,36 +53,40 @@ class DatasetCard:
 
 
 def known_datasets() -> list[str]:
-    """Names of the dataset cards in ``datasets/``."""
-    return sorted(p.stem for p in DATASET_CARDS_DIR.glob("*.toml"))
+    """Names of the dataset cards in ``datasets/`` and in ``<include path>/datasets``."""
+    return sorted(toml_files(card_dirs()))
 
 
 def load_card(name: str) -> DatasetCard:
-    """Read ``datasets/<name>.toml``.
+    """Read ``datasets/<name>.toml`` (or ``<include path>/datasets/<name>.toml``).
 
     Raises:
-        ConfigError: no card of that name (the message lists the known ones).
+        ConfigError: no card of that name (the message lists the known ones), a name defined
+            twice, or unreadable TOML.
+        SchemaError: the card does not fit ``CardModel``; one line per problem in ``problems``
+            (missing or unknown key, wrong type, mean/std not one per channel).
     """
-    path = DATASET_CARDS_DIR / f"{name}.toml"
-    if not path.is_file():
+    path = find_toml(name, card_dirs(), "dataset card")
+    if path is None:
         known = ", ".join(known_datasets())
         raise ConfigError(f"unknown dataset {name!r}; cards exist for: {known}")
-    raw = tomllib.loads(path.read_text())
+    where = f"dataset card {path.name}"
+    card = parse(CardModel, read_toml(path, "dataset card"), where, {"stem": name})
     return DatasetCard(
-        name=raw["name"],
-        display_name=raw["display_name"],
-        loader=raw["loader"],
-        folder=raw["folder"],
-        channels=int(raw["channels"]),
-        image_size=tuple(raw["image_size"]),
-        classes=tuple(raw["classes"]),
-        mean=tuple(float(m) for m in raw["mean"]),
-        std=tuple(float(s) for s in raw["std"]),
-        splits=dict(raw["splits"]),
-        source=raw["source"],
-        licence=raw["licence"],
-        md5=dict(raw.get("checksums", {}).get("md5", {})),
-        variant_of=raw.get("variant_of"),
+        name=card.name,
+        display_name=card.display_name,
+        loader=card.loader,
+        folder=card.folder,
+        channels=card.channels,
+        image_size=tuple(card.image_size),
+        classes=tuple(card.classes),
+        mean=tuple(card.mean),
+        std=tuple(card.std),
+        splits=dict(card.splits),
+        source=card.source,
+        licence=card.licence,
+        md5=dict(card.checksums.md5),
+        variant_of=card.variant_of,
     )
 
 

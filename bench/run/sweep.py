@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from bench.core.config import parse_set_options
 from bench.core.errors import UserError
-from bench.core.paths import REPO_ROOT
+from bench.core.paths import REPO_ROOT, include_path_env
 from bench.run.options import Location, RecipeOptions, RunOptions, option, reproduce_argv
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.recipes import Recipe, RecipeGroup, load_recipe, resolve
@@ -243,7 +243,11 @@ class RayExecutor:
             excludes = [".git", ".venv", ".tox", "runs", "bench-results", "*.db"]
             ray.init(
                 address=address,
-                runtime_env={"working_dir": str(REPO_ROOT), "excludes": excludes},
+                runtime_env={
+                    "working_dir": str(REPO_ROOT),
+                    "excludes": excludes,
+                    "env_vars": include_path_env(),  # --include-path folders, seen by tasks
+                },
                 log_to_driver=False,
             )
             self.cwd = None  # the shipped working directory

@@ -1,9 +1,12 @@
-"""Recipes: one declarative TOML file per published result, in ``reproduce/``.
+"""Recipes: one declarative TOML file per published result, in ``reproduce/`` (or in a folder
+added with ``--include-path``).
 
 A recipe names the method, dataset and ipc, overrides of the method's config and of the
 evaluation protocol (the method's defaults are the paper's), the published result with its
 source, the statistical test, the ``smoke`` and ``reduced`` budgets, and a ``version`` raised
-whenever its protocol changes. A group recipe (``members = [...]``) runs several recipes.
+whenever its protocol changes; ``variant = "<reason>"`` marks a labelled variant of a
+published cell (a fix beside the faithful recipe). A group recipe (``members = [...]``) runs
+several recipes. The file schemas are the pydantic models of ``bench.spec.recipe_schema``.
 
 Loading and listing recipes imports no torch code; ``resolve`` (used by ``validate`` and
 ``reproduce``) imports the method to check every override against its config dataclass.
@@ -19,39 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from bench.core.config import apply_overrides, speed_only_fields
 from bench.core.errors import ConfigError
-from bench.core.paths import RECIPES_DIR
+from bench.core.paths import RECIPES_DIR as RECIPES_DIR  # re-exported for older callers
+from bench.core.paths import find_toml, recipe_dirs, toml_files
+from bench.core.schema import parse, read_toml
 from bench.evaluation.stats import Published
+from bench.spec.recipe_schema import STATISTICS as STATISTICS  # re-exported
+from bench.spec.recipe_schema import GroupModel, RecipeModel
 
 BUDGETS = ("smoke", "reduced", "paper")
-
-_RECIPE_KEYS = {
-    "name",
-    "version",
-    "title",
-    "method",
-    "dataset",
-    "ipc",
-    "method_overrides",
-    "eval",
-    "published",
-    "test",
-    "budgets",
-    "leaderboard",
-    "leaderboard_row",
-    "baselines",
-}
-_GROUP_KEYS = {"name", "version", "title", "members", "note"}
-_PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked", "statistic"}
-STATISTICS = ("final", "max_over_evaluations")
-"""What a published number measures: ``final``, the accuracy of networks trained on the final
-synthetic set; ``max_over_evaluations``, the best mean over the evaluations made during
-distillation (MTT's, a selection on the test set)."""
-_TEST_KEYS = {"margin", "alpha"}
-_BUDGET_KEYS = {"description", "method", "eval"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +75,9 @@ class Recipe:
     baselines: tuple[str, ...] = ()
     """recipes measured under the same protocol this one is compared with (e.g. where nothing
     was published: ``random-eurosat-ipc1``, ``whole-eurosat``)"""
+    variant: str | None = None
+    """why this recipe is a labelled variant of a published cell (a fix or an improvement
+    beside the faithful recipe); None: the faithful recipe"""
 
 
 @dataclass(frozen=True)
@@ -109,96 +92,52 @@ class RecipeGroup:
     path: Path
 
 
-def _check_keys(table: dict, allowed: set[str], where: str) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, sorted(allowed), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
-
-
 def recipe_names() -> list[str]:
-    """All recipe names (file stems in ``reproduce/``), sorted."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    """All recipe names (file stems in ``reproduce/`` and in the ``--include-path`` folders),
+    sorted."""
+    return sorted(toml_files(recipe_dirs()))
+
+
+def _published(model: Any) -> Published | None:
+    if model.mean is None:
+        return None
+    shared = {f.name for f in dataclasses.fields(Published)}
+    return Published(**{key: value for key, value in model if key in shared})
 
 
 def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
     where = f"recipe {path.name}"
-    if raw.get("name") != name:
-        raise ConfigError(f"{where}: 'name' must equal the file name {name!r}")
     if "members" in raw:
-        _check_keys(raw, _GROUP_KEYS, where)
+        group = parse(GroupModel, raw, where, {"stem": name})
         return RecipeGroup(
-            name,
-            int(raw["version"]),
-            raw.get("title", name),
-            tuple(raw["members"]),
-            raw.get("note", ""),
-            path,
+            name, group.version, group.title or name, tuple(group.members), group.note, path
         )
-    _check_keys(raw, _RECIPE_KEYS, where)
-    missing = {"version", "method", "dataset", "published", "test", "budgets"} - set(raw)
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {sorted(missing)}")
-    pub = raw["published"]
-    _check_keys(pub, _PUBLISHED_KEYS, f"{where} [published]")
-    _check_keys(raw["test"], _TEST_KEYS, f"{where} [test]")
-    if "margin" not in raw["test"]:
-        raise ConfigError(f"{where} [test]: missing the equivalence 'margin' (percentage points)")
-    budgets = {}
-    for budget_name, table in raw["budgets"].items():
-        if budget_name not in BUDGETS or budget_name == "paper":
-            raise ConfigError(
-                f"{where}: budgets are 'smoke' and 'reduced' ('paper' is the "
-                f"recipe itself), got [budgets.{budget_name}]"
-            )
-        _check_keys(table, _BUDGET_KEYS, f"{where} [budgets.{budget_name}]")
-        budgets[budget_name] = Budget(
-            table.get("description", ""), dict(table.get("method", {})), dict(table.get("eval", {}))
-        )
-    margin, alpha = float(raw["test"]["margin"]), float(raw["test"].get("alpha", 0.05))
-    if margin <= 0 or not 0 < alpha < 1:
-        raise ConfigError(
-            f"{where} [test]: need margin > 0 and 0 < alpha < 1, got margin={margin}, alpha={alpha}"
-        )
-    for needed in ("smoke", "reduced"):
-        if needed not in budgets:
-            raise ConfigError(f"{where}: missing [budgets.{needed}]")
-    if "mean" not in pub and not pub.get("note"):
-        raise ConfigError(f"{where} [published]: no 'mean'; say in 'note' why it is missing")
-    statistic = pub.get("statistic", "final")
-    if statistic not in STATISTICS:
-        raise ConfigError(
-            f"{where} [published]: statistic must be one of {', '.join(STATISTICS)}, "
-            f"got {statistic!r}"
-        )
+    model = parse(RecipeModel, raw, where, {"stem": name})
+    pub = model.published
     return Recipe(
         name=name,
-        version=int(raw["version"]),
-        title=raw.get("title", name),
-        method=raw["method"],
-        dataset=raw["dataset"],
-        ipc=int(raw["ipc"]) if "ipc" in raw else None,
-        method_overrides=dict(raw.get("method_overrides", {})),
-        eval=dict(raw.get("eval", {})),
-        published=Published(
-            float(pub["mean"]),
-            float(pub["std"]) if "std" in pub else None,
-            int(pub["n"]) if "n" in pub else None,
-            pub["source"],
-        )
-        if "mean" in pub
-        else None,
-        published_note=pub.get("note", ""),
-        published_checked=bool(pub.get("checked", False)),
-        margin=margin,
-        alpha=alpha,
-        budgets=budgets,
+        version=model.version,
+        title=model.title or name,
+        method=model.method,
+        dataset=model.dataset,
+        ipc=model.ipc,
+        method_overrides=dict(model.method_overrides),
+        eval=dict(model.eval),
+        published=_published(pub),
+        published_note=pub.note,
+        published_checked=pub.checked,
+        margin=model.test.margin,
+        alpha=model.test.alpha,
+        budgets={
+            budget: Budget(table.description, dict(table.method), dict(table.eval))
+            for budget, table in model.budgets
+        },
         path=path,
-        leaderboard=raw.get("leaderboard", raw["method"]),
-        statistic=statistic,
-        leaderboard_row=int(raw.get("leaderboard_row", 2)),
-        baselines=tuple(raw.get("baselines", ())),
+        leaderboard=model.leaderboard or model.method,
+        statistic=pub.statistic,
+        leaderboard_row=model.leaderboard_row,
+        baselines=tuple(model.baselines),
+        variant=model.variant,
     )
 
 
@@ -224,23 +163,29 @@ def format_published(recipe: Recipe) -> str:
     return f"{pub.mean}{std}{n}" + ("" if recipe.published_checked else " [unchecked]")
 
 
+def variant_label(recipe: Recipe, width: int = 40) -> str:
+    """``faithful``, or ``variant: <reason>`` shortened to about ``width`` characters."""
+    if recipe.variant is None:
+        return "faithful"
+    reason = recipe.variant if len(recipe.variant) <= width else recipe.variant[: width - 1] + "…"
+    return f"variant: {reason}"
+
+
 def load_recipe(name: str) -> Recipe | RecipeGroup:
-    """Read ``reproduce/<name>.toml``.
+    """Read ``<name>.toml`` from ``reproduce/`` or an ``--include-path`` folder.
 
     Raises:
-        ConfigError: unknown recipe (the message names the nearest ones), unreadable TOML, or
-            an unknown/missing key.
+        ConfigError: unknown recipe (the message names the nearest ones), a name defined in two
+            folders, or unreadable TOML.
+        SchemaError: the file does not fit ``RecipeModel``/``GroupModel``; one line per problem
+            in ``problems`` (unknown/missing key, wrong type, a rule across keys).
     """
-    path = RECIPES_DIR / f"{name}.toml"
-    if not path.is_file():
+    path = find_toml(name, recipe_dirs(), "recipe")
+    if path is None:
         close = difflib.get_close_matches(name, recipe_names(), n=3, cutoff=0.4)
         hint = f"; nearest: {', '.join(close)}" if close else ""
         raise ConfigError(f"unknown recipe {name!r}{hint} (see: python -m bench list)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"recipe {path.name} is not valid TOML: {exc}") from None
-    return _parse(name, raw, path)
+    return _parse(name, read_toml(path, "recipe"), path)
 
 
 @dataclass(frozen=True)
