@@ -167,7 +167,9 @@ def variant_label(recipe: Recipe, width: int = 40) -> str:
     """``faithful``, or ``variant: <reason>`` shortened to about ``width`` characters."""
     if recipe.variant is None:
         return "faithful"
-    reason = recipe.variant if len(recipe.variant) <= width else recipe.variant[: width - 1] + "…"
+    reason = recipe.variant
+    if len(reason) > width:
+        reason = reason[: width - 1].rstrip() + "…"
     return f"variant: {reason}"
 
 
