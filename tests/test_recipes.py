@@ -51,9 +51,9 @@ def test_whole_dataset_recipes_have_no_ipc_and_others_need_one(tmp_path, monkeyp
         whole.replace('dataset = "mnist"', 'dataset = "mnist"\nipc = 1')
     )
     (tmp_path / "gm-mnist-ipc1.toml").write_text(gm.replace("ipc = 1\n", ""))
-    for name in ("whole-mnist", "gm-mnist-ipc1"):
+    for name in ("whole-mnist", "gm-mnist-ipc1"):  # checked against the method's kind
         with pytest.raises(ConfigError, match="'ipc' is required, except for methods"):
-            resolve(load_recipe(name), "paper", 0)  # the method's kind decides
+            resolve(load_recipe(name), "smoke", 0)
 
 
 def test_runs_off_the_papers_protocol_say_why():

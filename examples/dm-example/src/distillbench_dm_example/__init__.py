@@ -1,0 +1,1 @@
+"""An example of a DistillBench method living outside the suite's repository."""

@@ -1,0 +1,88 @@
+"""Command-line options come from one set of dataclasses: parsing, the argv a sweep hands its
+tasks and the printed resume command agree on every option."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from pathlib import Path
+
+import pytest
+
+from bench.cli import build_parser
+from bench.core.errors import UserError
+from bench.run.options import RunOptions, from_namespace, reproduce_argv
+from bench.run.sweep import SweepOptions, Task, task_command
+
+# every option set away from its default
+EVERYTHING = RunOptions(
+    data_root=Path("/data/sets"),
+    tracking_uri="http://127.0.0.1:5000",
+    out=Path("/tmp/out dir"),
+    device="cpu",
+    download=True,
+    budget="reduced",
+    set_items=("method.lr_img=0.05", "eval.num_eval=3"),
+    checkpoint_every=3,
+    dataset="cifar10-jpeg",
+    eval_models=("MLP", "LeNet"),
+    seed=7,
+    resume="0123abcd",
+)
+
+
+def _parse(argv: list[str]) -> RunOptions:
+    assert argv[:3] == ["-m", "bench", "reproduce"]
+    args = build_parser().parse_args(argv[2:])
+    return from_namespace(RunOptions, args)
+
+
+def test_every_field_of_run_options_is_an_option_that_round_trips():
+    names = {f.name for f in dataclasses.fields(RunOptions)}
+    assert {f for f in names if getattr(EVERYTHING, f) == getattr(RunOptions(), f)} == set()
+    assert _parse(reproduce_argv("gm-mnist-ipc1", EVERYTHING)) == EVERYTHING
+    assert _parse(reproduce_argv("gm-mnist-ipc1", RunOptions())) == RunOptions()
+
+
+def test_the_printed_resume_command_carries_every_option():
+    """What ``Reproduction.start`` prints after a failure (``shlex.join`` of this argv)."""
+    original = dataclasses.replace(EVERYTHING, resume=None)
+    resume = dataclasses.replace(original, resume="run42")
+    hint = shlex.join(["python", *reproduce_argv("gm-mnist-ipc1", resume)])
+    assert _parse(shlex.split(hint)[1:]) == resume
+
+
+def test_a_sweep_task_receives_the_sweeps_options_and_its_own_seed():
+    sweep = SweepOptions(
+        recipes=("gm-mnist-ipc1",),
+        seeds=(3, 4),
+        budget="reduced",
+        set_items=("eval.num_eval=2",),
+        dataset="cifar10-jpeg",
+        eval_models=("MLP",),
+        data_root=Path("/data"),
+        out=Path("/out"),
+        device="cpu",
+        checkpoint_every=5,
+        workers=2,
+    )
+    command = task_command(sweep, Task("gm-mnist-ipc1", 4, "hash"), "sqlite:///x.db", "run9")
+    task = _parse(command[1:])
+    assert task == RunOptions(
+        data_root=Path("/data"),
+        tracking_uri="sqlite:///x.db",
+        out=Path("/out"),
+        device="cpu",
+        budget="reduced",
+        set_items=("eval.num_eval=2",),
+        checkpoint_every=5,
+        dataset="cifar10-jpeg",
+        eval_models=("MLP",),
+        seed=4,
+        resume="run9",
+    )
+
+
+def test_checkpoint_every_below_one_is_a_user_error():
+    with pytest.raises(UserError, match="--checkpoint-every must be at least 1"):
+        RunOptions(checkpoint_every=0)
