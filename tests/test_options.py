@@ -52,6 +52,16 @@ def test_the_printed_resume_command_carries_every_option():
     assert _parse(shlex.split(hint)[1:]) == resume
 
 
+def test_the_resume_command_finds_recipes_from_include_paths_again(tmp_path, monkeypatch):
+    from bench.core.paths import INCLUDE_PATH_VARIABLE
+
+    monkeypatch.setenv(INCLUDE_PATH_VARIABLE, str(tmp_path))
+    argv = reproduce_argv("my-recipe", RunOptions(resume="run1"))
+    args = build_parser().parse_args(argv[2:])
+    assert [Path(p) for p in args.include_path] == [tmp_path]
+    assert from_namespace(RunOptions, args) == RunOptions(resume="run1")
+
+
 def test_a_sweep_task_receives_the_sweeps_options_and_its_own_seed():
     sweep = SweepOptions(
         recipes=("gm-mnist-ipc1",),

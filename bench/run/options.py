@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.errors import UserError
+from bench.core.paths import include_paths
 
 BUDGETS = ("smoke", "reduced", "paper")
 
@@ -163,5 +164,8 @@ class RunOptions(RecipeOptions, Location):
 
 
 def reproduce_argv(recipe: str, options: RunOptions) -> list[str]:
-    """``python -m bench reproduce <recipe> <flags>`` as an argv (without the interpreter)."""
-    return ["-m", "bench", "reproduce", recipe, *to_argv(options)]
+    """``python -m bench reproduce <recipe> <flags>`` as an argv (without the interpreter),
+    with an ``--include-path`` for every recipe folder in use (``$DISTILLBENCH_INCLUDE_PATH``), so
+    that a recipe from outside the package is found again."""
+    folders = [arg for path in include_paths() for arg in ("--include-path", str(path))]
+    return ["-m", "bench", "reproduce", recipe, *to_argv(options), *folders]
