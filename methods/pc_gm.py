@@ -19,23 +19,42 @@ set, never re-initialised and never trained: the reference does so, and the repo
 conclusion speaks of "the randomly initialized distillation network". Two networks behind
 ``network``: MinkowskiEngine sparse layers, or dense PyTorch layers on the batch made dense
 (``methods.pointcloud_networks``). The result is projected back to binary 28 x 28 images
-(a pixel is 1 where a point falls), which the shared evaluation trains on and which are tested
-on the binarised MNIST test split (``prepare_real``).
+(a pixel is 1 where a point falls), which the shared evaluation trains on and tests on the
+binarised MNIST test split (``prepare_real``).
 
-MinkowskiEngine's convolution backward is a C++ kernel that autograd cannot differentiate, so
-in the sparse variant the convolution kernels' gradients carry no graph back to the points:
-the points are moved only through the gradients of the linear head (the reference behaves the
-same way; ``tests/test_pc_gm.py`` pins it).
+What moves the points: MinkowskiEngine's convolution backward is a C++ kernel that autograd
+cannot differentiate, so the sparse network's convolution-kernel gradients carry no graph
+back to the points. The gradients that do are those of the linear head and, with
+``layout="reference"``, of the instance norms' affine weights and biases (computed with
+ordinary torch ops on normalised features that depend on the points); ``tests/test_pc_gm.py``
+pins both layouts. In the dense network every gradient depends on the points.
 
-Differences from the reference code, stated so a reader can weigh them: every draw is seeded
-from the run's seed (the reference seeds from the clock); the dense grid is anchored at the
-origin for real and synthetic clouds alike (the reference anchors each batch at its own minimum
-coordinate, translating real and synthetic clouds differently); the ME network has no instance
-normalisation (the report lists convolution, ReLU and max pooling only); DC's layer-wise
-distance skips biases as DC does (the reference includes them); the evaluation is the suite's
-shared protocol, which augments training images only (the reference augments the test images
-too).
-"""
+Reference: kghandour/dd3d@d3dc89f (``mnist_distill.py``, ``models/MEConv.py``,
+``distillation_loss.py``, ``utils/Mnist2D.py``); the default configuration and the recipes
+named after the report's cells run its protocol, the ``-fixed`` recipes the corrections
+(``layout="fixed"``, ``anchor="origin"``, ``init_span=27``, ``layerwise_biases=false``,
+``pixels="normalised"``, no test augmentation, 5 synthetic sets x 5 ConvNets).
+
+| reference line | this code | same / different, why |
+|---|---|---|
+| ``Mnist2D.py`` ``ThresholdTransform(75)``, ``argwhere(image==1)[:250]`` | ``binary_pixels``, ``first_points`` | same |
+| ``mnist_distill.py`` L299 ``28 * torch.rand``; L311-317 clamp to [0, 27], depth 0 | ``initial_points(span=init_span)``, ``clamp_to_grid`` each iteration | same (``init_span=28``); ``-fixed``: 27 |
+| L303 ``SGD([image_syn], lr=0.1, momentum=0.5)`` | ``lr_points``, ``momentum_points`` | same |
+| L200-208 256 real clouds per class, resampled every iteration | ``batch_real``, per-iteration ``randperm`` | same |
+| L268-273 one network, never re-initialised or trained | ``build_network`` once per set | same |
+| ``MEConv.py`` L224-227 ME conv (no bias) -> ``MinkowskiInstanceNorm(128)`` -> ReLU -> max pool | ``SparsePointCloudNet(layout="reference")`` | same; ``-fixed``: no instance norm |
+| L215, L250-256 ``dense([B,128,1,28,28])`` + ``Linear(100352, 10)`` (default init) | head over the full grid | same; ``-fixed``: head over the S x S cells (4-14x larger initial weights) |
+| L191-194 ``Conv3d((1,3,3), padding=1)``, ReLU, ``MaxPool3d(2, 2)``, no norm | ``DensePointCloudNet(layout="reference")`` | same: depth padded to 3, pooled over a bias-only slice and the real one; ``-fixed``: padding (0,1,1), pool (1,2,2) |
+| L201-203, L251-254 ``min_coordinate`` = the batch's minimum | ``anchor="batch_min"`` | same; ``-fixed``: one origin for real and synthetic clouds |
+| ``distillation_loss.py`` ``modmse`` / ``ours`` (biases as one row, L47 ``return 0`` commented out) | ``distance``, ``layerwise_biases=True`` | same; ``-fixed``: biases skipped as DC |
+| L260 seed from the clock | every draw from ``derive_seed(seed, ...)`` | different: reproducible runs |
+| L276/L320 evaluated at iteration 2499, before its update (2499 steps) | evaluated after all ``iterations`` steps | different by one step of 2500, not worth a special case |
+| L163-168 ``populate_img``: binary image, fed raw to ``ConvNet`` | ``projected_images``, ``pixels="binary"`` | same; ``-fixed``: normalised with MNIST's mean/std |
+| L138 ``augment`` on every batch, test batches (256) included | ``EvalProtocol.augment_test`` | same draw distribution (DC's crop/scale/rotate, batched; ``bench/data/augment.py``); ``-fixed``: training only |
+| L325 5 ConvNets on the one final set, averaged offline (report) | paper budget ``num_exp=1, num_eval=5`` | same; ``-fixed``: 5 sets x 5 ConvNets |
+| L169-198 SGD 0.01, momentum 0.9, wd 5e-4, 1001 epochs, decay at 501, batch 256 | shared evaluation, ``epochs=1000`` | same |
+| ``MEPytorch``: net_depth hard-coded (2/3/4 by editing) | ``layers`` | same networks, chosen by config |
+"""  # noqa: E501 (a table, one row per line)
 
 from __future__ import annotations
 
@@ -98,6 +117,22 @@ class PCGMConfig:
     """SGD momentum of the point coordinates (reference, hard-coded)"""
     batch_real: int = 256
     """real clouds per class per iteration (reference ``batch_size``)"""
+    layout: Literal["reference", "fixed"] = "reference"
+    """``reference``: the reference's layers (sparse: instance norm after every convolution and
+    a head over the full 28 x 28 grid; dense: depth padded to 3 and 2x2x2 pooling);
+    ``fixed``: neither (``methods.pointcloud_networks``)"""
+    anchor: Literal["batch_min", "origin"] = "batch_min"
+    """``batch_min``: every batch is shifted by its own minimum coordinate before the dense grid
+    (reference); ``origin``: one origin for real and synthetic clouds"""
+    init_span: float = 28.0
+    """synthetic height/width start uniform in ``[0, init_span)``; the first boundary check
+    clamps them to 27 (reference: ``28 * rand``, so about 1 in 28 starts on row/column 27)"""
+    layerwise_biases: bool = True
+    """the layer-wise distance counts each bias gradient as one row (reference
+    ``distance_wb``); ``False`` skips biases as DC does"""
+    pixels: Literal["binary", "normalised"] = "binary"
+    """images the evaluation trains and tests on: ``binary`` {0, 1} as the reference feeds its
+    ConvNet, or ``normalised`` with the card's mean/std"""
 
     def __post_init__(self) -> None:
         require_positive(self, ("iterations", "max_points", "points", "batch_real"), "method")
@@ -105,6 +140,8 @@ class PCGMConfig:
             raise ConfigError(f"method.threshold must be in 0..254, got {self.threshold}")
         if not 1 <= self.layers <= 4:  # every block halves the 28 x 28 grid
             raise ConfigError(f"method.layers must be 1..4 on the 28 x 28 grid, got {self.layers}")
+        if not 1.0 <= self.init_span <= 28.0:
+            raise ConfigError(f"method.init_span must be in [1, 28], got {self.init_span}")
 
 
 def build_network(config: PCGMConfig, seed: int, num_classes: int = 10) -> torch.nn.Module:
@@ -117,7 +154,14 @@ def build_network(config: PCGMConfig, seed: int, num_classes: int = 10) -> torch
     builder = SparsePointCloudNet if config.network == "sparse" else DensePointCloudNet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return builder(config.layers, config.pooling, config.width, num_classes=num_classes)
+        return builder(
+            config.layers,
+            config.pooling,
+            config.width,
+            num_classes=num_classes,
+            layout=config.layout,
+            anchor=config.anchor,
+        )
 
 
 # ALGO LOGIC: real data ----------------------------------------------------------------------
@@ -129,12 +173,35 @@ def binary_pixels(real: RealSet, threshold: int) -> torch.Tensor:
     return denormalise(real.images, real.card)[:, 0] > (threshold + 0.5) / 255.0
 
 
+def _as_is(images: torch.Tensor) -> torch.Tensor:
+    """``RealSet.to_pixels`` of binary images: they are pixels already."""
+    return images
+
+
+def as_pixels(binary: torch.Tensor, card, pixels: str) -> torch.Tensor:
+    """Binary images ``[N, 1, H, W]`` (bool or {0, 1}) as the evaluation sees them: float32
+    {0, 1} for ``pixels="binary"`` (the reference), normalised with ``card``'s mean/std for
+    ``"normalised"``."""
+    if pixels == "binary":
+        return binary.float()
+    return normalise(binary.to(torch.uint8) * 255, card)
+
+
 def binarised(real: RealSet, config: PCGMConfig) -> RealSet:
     """The split the method and its evaluation see: binary MNIST (report §3.1.1; the reference
-    binarises the test split the same way), normalised with the card's mean/std as every
-    ``RealSet``. ``images [N, 1, 28, 28]`` float32, labels unchanged."""
-    binary = binary_pixels(real, config.threshold).unsqueeze(1)
-    return RealSet(normalise(binary.to(torch.uint8) * 255, real.card), real.labels, real.card)
+    binarises the test split the same way), as ``as_pixels`` (``config.pixels``).
+    ``images [N, 1, 28, 28]`` float32, labels unchanged."""
+    images = as_pixels(binary_pixels(real, config.threshold).unsqueeze(1), real.card, config.pixels)
+    if config.pixels == "normalised":
+        return RealSet(images, real.labels, real.card)
+    described = {"kind": "binary", "threshold_255": config.threshold}
+    return RealSet(images, real.labels, real.card, described, _as_is)
+
+
+def occupancy(prepared: RealSet) -> torch.Tensor:
+    """The occupied pixels ``[N, H, W]`` (bool) of a split ``binarised`` made, whichever its
+    ``pixels``."""
+    return prepared.pixels(prepared.images)[:, 0] > 0.5
 
 
 def prepare_real(train: RealSet, test: RealSet, config: PCGMConfig) -> tuple[RealSet, RealSet]:
@@ -142,20 +209,24 @@ def prepare_real(train: RealSet, test: RealSet, config: PCGMConfig) -> tuple[Rea
     return binarised(train, config), binarised(test, config)
 
 
-def projected_images(clouds: torch.Tensor, card) -> torch.Tensor:
+def projected_images(clouds: torch.Tensor, card, pixels: str = "binary") -> torch.Tensor:
     """Clouds ``[N, P, 3]`` as the images the evaluation trains on: binary ``[N, 1, 28, 28]``
-    (1 where a point falls, ``points_to_image``), normalised with ``card``'s mean/std."""
+    (1 where a point falls, ``points_to_image``; the reference's ``populate_img``), as
+    ``as_pixels``."""
     binary = torch.stack([points_to_image(cloud) for cloud in clouds])
-    return normalise((binary * 255).to(torch.uint8), card)
+    return as_pixels(binary, card, pixels)
 
 
 # ALGO LOGIC: matching -------------------------------------------------------------------------
 
 
-def _output_major(gradients: list[torch.Tensor]) -> list[torch.Tensor]:
-    """MinkowskiEngine kernels are ``[kernel volume, in, out]``: put the output units first as
-    DC's layer-wise distance expects (``[out, ...]``, like Conv3d and Linear weights)."""
-    return [g.permute(2, 1, 0) if g.ndim == 3 else g for g in gradients]
+def _as_rows(gradients: list[torch.Tensor], biases: bool) -> list[torch.Tensor]:
+    """Gradients shaped as the layer-wise distance reads them (``[out, ...]``: one row per
+    output unit), as the reference's ``distance_wb``: MinkowskiEngine kernels
+    ``[kernel volume, in, out]`` are permuted to ``[out, in, volume]``; with ``biases`` a 1-D
+    gradient becomes one row ``[1, n]`` (``gradient_distance`` skips 1-D gradients, as DC)."""
+    rows = [g.permute(2, 1, 0) if g.ndim == 3 else g for g in gradients]
+    return [g.unsqueeze(0) if biases and g.ndim == 1 else g for g in rows]
 
 
 def matching_step(
@@ -194,7 +265,8 @@ def matching_step(
             torch.full((clouds_per_class,), c, device=features.device),
         )
         g_syn = torch.autograd.grad(loss_syn, params, create_graph=True)
-        distance = gradient_distance(_output_major(g_syn), _output_major(g_real), kind)
+        biases = config.layerwise_biases
+        distance = gradient_distance(_as_rows(g_syn, biases), _as_rows(g_real, biases), kind)
         # back-propagated class by class so only one double-backward graph lives at a time
         distance.backward()
         total += distance.detach()
@@ -208,12 +280,13 @@ _INIT, _ITERATION, _NETWORK = 0, 1, 2
 
 
 def initial_points(
-    count: int, points: int, seed: int, grid: tuple[int, int, int] = GRID
+    count: int, points: int, seed: int, span: float = 27.0, grid: tuple[int, int, int] = GRID
 ) -> torch.Tensor:
-    """``[count, points, 3]`` clouds uniform in the grid: depth 0, height and width uniform in
-    ``[0, side - 1]`` (report §3.1.2)."""
+    """``[count, points, 3]`` clouds: depth 0, height and width uniform in ``[0, span)``
+    (report §3.1.2; the reference draws ``28 * rand`` and its boundary check clamps values
+    above ``side - 1`` before they are used)."""
     generator = torch.Generator().manual_seed(derive_seed(seed, _INIT))
-    upper = torch.tensor([0.0, grid[1] - 1, grid[2] - 1])
+    upper = torch.tensor([0.0, min(span, grid[1]), min(span, grid[2])])
     return torch.rand(count, points, 3, generator=generator) * upper
 
 
@@ -253,12 +326,12 @@ def distill(
     """
     card = real.card
     classes = card.num_classes
-    occupied = first_points(binary_pixels(real, config.threshold), config.max_points)
+    occupied = first_points(occupancy(real), config.max_points)
     pools = [torch.nonzero(real.labels == c).flatten() for c in range(classes)]
     labels = torch.arange(classes).repeat_interleave(ipc)
     net = build_network(config, derive_seed(seed, _NETWORK), classes).to(device).train()
 
-    start_points = initial_points(classes * ipc, config.points, seed)
+    start_points = initial_points(classes * ipc, config.points, seed, config.init_span)
     points = start_points.clone().to(device).requires_grad_(True)
     optimizer = torch.optim.SGD([points], lr=config.lr_points, momentum=config.momentum_points)
     if resume is not None:
@@ -269,7 +342,7 @@ def distill(
     def as_synthetic_set() -> SyntheticSet:
         final = clamp_to_grid(points.detach().cpu())
         return SyntheticSet(
-            projected_images(final, card),
+            projected_images(final, card, config.pixels),
             labels.clone(),
             "pc-gm",
             card.name,

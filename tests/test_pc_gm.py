@@ -15,7 +15,10 @@ from methods.pc_gm import (
     binary_pixels,
     build_network,
     distill,
+    initial_points,
     matching_step,
+    occupancy,
+    projected_images,
 )
 from methods.pointclouds import GRID, first_points, image_to_points, masks_to_batch
 
@@ -30,7 +33,7 @@ def binary_train(mnist):
 
 def real_batches(binary_train, per_class: int):
     """The first ``per_class`` clouds of every class, batched as the loop batches them."""
-    occupied = binary_pixels(binary_train, 75)
+    occupied = occupancy(binary_train)
     batches = []
     for c in range(10):
         masks = occupied[binary_train.labels == c][:per_class]
@@ -43,13 +46,17 @@ def test_binarised_mnist_keeps_pixels_above_the_threshold(mnist, binary_train):
     train, _ = mnist
     raw = (train.images[:50] * train.card.std[0] + train.card.mean[0]) * 255
     expected = raw.round() > 75
-    assert torch.equal(binary_pixels(binary_train, 75)[:50], expected[:, 0])
-    # the binary split is itself a normalised RealSet: exactly two values
-    assert binary_train.images[:50].unique().numel() == 2
+    assert torch.equal(binary_pixels(train, 75)[:50], expected[:, 0])
+    # the reference feeds raw {0, 1} images (pixels="binary"); the -fixed variant normalises
+    assert torch.equal(binary_train.images[:50], expected.float())
+    normalised = binarised(train, PCGMConfig(pixels="normalised"))
+    mean, std = train.card.mean[0], train.card.std[0]
+    assert torch.allclose(normalised.images[:50], (expected.float() - mean) / std)
+    assert torch.equal(occupancy(normalised)[:50], occupancy(binary_train)[:50])
 
 
 def test_batched_masks_are_the_clouds_of_each_image_capped_in_raster_order(binary_train):
-    occupied = binary_pixels(binary_train, 75)[:6]
+    occupied = occupancy(binary_train)[:6]
     capped = first_points(occupied, 40)
     coordinates, features = masks_to_batch(capped)
     for b in range(6):
@@ -76,24 +83,31 @@ def test_gradient_reaches_the_coordinates_and_one_step_moves_them(binary_train, 
 
 
 @pytest.mark.minkowski
-def test_minkowski_kernel_gradients_have_no_graph_to_the_points():
-    """Pins what the module docstring states: in the sparse variant only the linear head's
-    gradients depend differentiably on the points (MinkowskiEngine's backward is C++)."""
+@pytest.mark.parametrize("layout", ["reference", "fixed"])
+def test_which_gradients_of_the_sparse_network_have_a_graph_to_the_points(layout):
+    """Pins what the module docstring states: MinkowskiEngine's convolution backward is C++, so
+    the kernels' gradients have no graph to the points; the linear head's do, and in the
+    reference layout so do the instance norms' affine weights and biases (ordinary torch ops)."""
     from methods.pointclouds import batch_points
 
-    net = build_network(PCGMConfig(network="sparse", layers=2), seed=0)
+    net = build_network(PCGMConfig(network="sparse", layers=2, layout=layout), seed=0)
     points = (torch.rand(50, 3) * torch.tensor([0.0, 27.0, 27.0])).requires_grad_(True)
     coordinates, features = batch_points([points])
     loss = torch.nn.functional.cross_entropy(net(coordinates, features, 1), torch.tensor([3]))
     grads = torch.autograd.grad(loss, list(net.parameters()), create_graph=True)
     names = [name for name, _ in net.named_parameters()]
     has_graph = {name: g.grad_fn is not None for name, g in zip(names, grads, strict=True)}
-    assert has_graph == {
-        "features.0.kernel": False,
-        "features.3.kernel": False,
-        "classifier.weight": True,
-        "classifier.bias": True,
-    }
+    head = {"classifier.weight": True, "classifier.bias": True}
+    if layout == "fixed":
+        assert has_graph == {"features.0.kernel": False, "features.3.kernel": False, **head}
+    else:  # conv, instance norm, ReLU, pool per block
+        norms = {f"features.{i}.{p}": True for i in (1, 5) for p in ("weight", "bias")}
+        assert has_graph == {
+            "features.0.kernel": False,
+            "features.4.kernel": False,
+            **norms,
+            **head,
+        }
 
 
 @pytest.mark.parametrize("network", ["dense", pytest.param("sparse", marks=pytest.mark.minkowski)])
@@ -141,3 +155,40 @@ def test_bad_config_is_refused_with_the_key_named():
         PCGMConfig(layers=5)
     with pytest.raises(ConfigError, match="method.threshold"):
         PCGMConfig(threshold=300)
+
+
+def test_initial_points_span_the_reference_range_and_the_first_clamp_puts_the_rest_on_27():
+    """Reference L299 + L311-317: ``28 * rand`` then values above 27 become 27, so a coordinate
+    lands exactly on 27 with probability 1/28; ``init_span=27`` keeps them inside."""
+    from methods.pointclouds import clamp_to_grid
+
+    points = clamp_to_grid(initial_points(10, 2000, seed=0, span=28.0))
+    on_edge = (points[..., 1:] == 27).float().mean().item()
+    assert abs(on_edge - 1 / 28) < 0.004  # 40000 draws: 4 standard errors ~ 0.0037
+    assert (points[..., 0] == 0).all()
+    inside = initial_points(10, 2000, seed=0, span=27.0)
+    assert inside[..., 1:].max() < 27 and (inside[..., 1:] == 27).sum() == 0
+
+
+def test_layerwise_distance_counts_a_bias_as_one_row_as_the_reference():
+    """``distance_wb`` (reference): a 1-D gradient is one row, D = 1 - cos; DC skips it."""
+    from methods.gm import gradient_distance
+    from methods.pc_gm import _as_rows
+
+    g_syn, g_real = [torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]
+    expected = 1 - 1 / (2**0.5 + 1e-6)  # cos of 45 degrees, with the reference's 1e-6
+    with_biases = gradient_distance(_as_rows(g_syn, True), _as_rows(g_real, True), "layerwise")
+    assert with_biases.item() == pytest.approx(expected, rel=1e-6)
+    assert gradient_distance(_as_rows(g_syn, False), _as_rows(g_real, False), "layerwise") == 0
+
+
+def test_projected_images_are_binary_for_the_reference_and_normalised_for_the_variant(mnist):
+    """``populate_img`` (reference): 1 where a (truncated) point falls, 0 elsewhere, fed raw."""
+    card = mnist[0].card
+    cloud = torch.tensor([[[0.0, 2.7, 3.2], [0.0, 27.0, 0.0], [0.0, 2.1, 3.9]]])
+    binary = projected_images(cloud, card, "binary")
+    expected = torch.zeros(1, 1, 28, 28)
+    expected[0, 0, 2, 3] = expected[0, 0, 27, 0] = 1.0
+    assert torch.equal(binary, expected)
+    normalised = projected_images(cloud, card, "normalised")
+    assert torch.allclose(normalised, (expected - card.mean[0]) / card.std[0])

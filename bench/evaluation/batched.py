@@ -27,6 +27,10 @@ from bench.data.synthetic import SyntheticSet
 from bench.evaluation.networks import build_network
 from bench.evaluation.schedule import train_by_schedule, training_batches
 
+AUGMENTED_TEST_BATCH = 256
+"""test images augmented together (``EvalProtocol.augment_test``): the point-cloud reference's
+test loader batch, whose mean fills the crop"""
+
 
 class NetworkStack:
     """``M`` networks of one architecture as stacked parameters ``[M, ...]`` and one stateless
@@ -97,14 +101,25 @@ def train_many(
 
 @torch.inference_mode()
 def test_accuracy_many(
-    stack: NetworkStack, test: RealSet, batch: int, device: torch.device
+    stack: NetworkStack,
+    test: RealSet,
+    batch: int,
+    device: torch.device,
+    augments: list[Callable[[torch.Tensor], torch.Tensor] | None] | None = None,
 ) -> list[float]:
-    """Top-1 accuracy in percent of every network of ``stack`` on the real ``test`` split."""
+    """Top-1 accuracy in percent of every network of ``stack`` on the real ``test`` split;
+    with ``augments`` (one ``evaluate.test_augmenter`` per network, all set) each network sees
+    its own augmented copy, ``AUGMENTED_TEST_BATCH`` test images at a time."""
     stack.train(False)
+    augmented = augments is not None and all(a is not None for a in augments)
+    batch = AUGMENTED_TEST_BATCH if augmented else batch
     correct = torch.zeros(stack.size, dtype=torch.int64)
     for start in range(0, len(test.labels), batch):
         x = test.images[start : start + batch].to(device)
         y = test.labels[start : start + batch].to(device)
-        logits = stack(x, shared=True)
+        if augmented:
+            logits = stack(torch.stack([augment(x) for augment in augments]))
+        else:
+            logits = stack(x, shared=True)
         correct += (logits.argmax(dim=2) == y).sum(dim=1).cpu()
     return [100.0 * int(c) / len(test.labels) for c in correct]

@@ -25,10 +25,11 @@ from tqdm import tqdm
 from bench.core.config import SPEED_ONLY, require_positive
 from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
+from bench.data.augment import dc_augment
 from bench.data.dsa import OPS as DSA_OPS
 from bench.data.real import DatasetCard, RealSet
 from bench.data.synthetic import SyntheticSet
-from bench.evaluation.batched import test_accuracy_many, train_many
+from bench.evaluation.batched import AUGMENTED_TEST_BATCH, test_accuracy_many, train_many
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.evaluation.schedule import train_by_schedule, training_batches
 
@@ -64,6 +65,11 @@ class EvalProtocol:
     """DC augmentation: maximum relative resize"""
     aug_rotate: int = 45
     """DC augmentation: maximum rotation in degrees"""
+    augment_test: bool = False
+    """also apply the DC augmentation to the test images, in blocks of ``AUGMENTED_TEST_BATCH``
+    (the crop fills with the block's mean), each network with its own draws: the point-cloud
+    reference (kghandour/dd3d@d3dc89f, ``mnist_distill.py`` ``epoch``) augments every batch it
+    sees, test batches included. Needs ``augmentation = "dc"``"""
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     """DSA augmentation: parts joined by ``"_"``, one drawn per mini-batch (MTT's evaluation
     strategy)"""
@@ -90,6 +96,8 @@ class EvalProtocol:
             raise ConfigError(
                 f"eval.dsa_strategy: unknown part(s) {unknown_dsa}; known: {', '.join(DSA_OPS)}"
             )
+        if self.augment_test and self.augmentation != "dc":
+            raise ConfigError('eval.augment_test needs eval.augmentation = "dc"')
         if self.epochs < 0:
             raise ConfigError(f"eval.epochs must be >= 0 (0: one pass), got {self.epochs}")
 
@@ -130,14 +138,36 @@ def train_on_synthetic(
     return net
 
 
+def test_augmenter(
+    protocol: EvalProtocol, seed: int
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The augmentation of the test images of the network with ``seed`` (draws from
+    ``derive_seed(seed, 2)``), or ``None`` when ``protocol.augment_test`` is off."""
+    if not protocol.augment_test:
+        return None
+    generator = torch.Generator().manual_seed(derive_seed(seed, 2))
+    crop, scale, rotate = protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate
+    return lambda x: dc_augment(x, generator, crop, scale, rotate)
+
+
 @torch.inference_mode()
-def test_accuracy(net: torch.nn.Module, test: RealSet, batch: int, device: torch.device) -> float:
-    """Top-1 accuracy in percent of ``net`` on the whole real ``test`` split."""
+def test_accuracy(
+    net: torch.nn.Module,
+    test: RealSet,
+    batch: int,
+    device: torch.device,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> float:
+    """Top-1 accuracy in percent of ``net`` on the whole real ``test`` split; with ``augment``
+    (``test_augmenter``) on augmented test images, ``AUGMENTED_TEST_BATCH`` at a time."""
     net.eval()
     correct = 0
+    batch = AUGMENTED_TEST_BATCH if augment is not None else batch
     for start in range(0, len(test.labels), batch):
         x = test.images[start : start + batch].to(device, non_blocking=True)
         y = test.labels[start : start + batch].to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
         correct += int((net(x).argmax(dim=1) == y).sum())
     return 100.0 * correct / len(test.labels)
 
@@ -201,7 +231,8 @@ def evaluate_synthetic_set(
                     net = train_on_synthetic(
                         model, synset, card, protocol, seeds[0], device, lambda: bar.update(1)
                     )
-                    accuracies = [test_accuracy(net, test, protocol.batch_test, device)]
+                    augment = test_augmenter(protocol, seeds[0])
+                    accuracies = [test_accuracy(net, test, protocol.batch_test, device, augment)]
                 else:
                     stack = train_many(
                         model,
@@ -213,7 +244,8 @@ def evaluate_synthetic_set(
                         partial(bar.update, len(seeds)),
                     )
                     per_call = max(1, protocol.batch_test // len(seeds))
-                    accuracies = test_accuracy_many(stack, test, per_call, device)
+                    augments = [test_augmenter(protocol, s) for s in seeds]
+                    accuracies = test_accuracy_many(stack, test, per_call, device, augments)
                 for k, accuracy in zip(group, accuracies, strict=True):
                     results[model].append(accuracy)
                     bar.set_postfix(model=model, last_acc=f"{accuracy:.2f}", refresh=False)

@@ -8,10 +8,11 @@ smoke runs, with their run id, commit, seed and hardware (written by ``--record`
 
 The test, per suite entry: a one-sided Welch t-test (``scipy.stats.ttest_ind``,
 ``equal_var=False``, ``alternative="less"``) of H0 ``mu_now >= mu_baseline - tolerance``
-against H1 ``mu_now < mu_baseline - tolerance``, with ``tolerance = 1.0`` percentage point and
-``alpha = 0.01``. The entry fails when H0 is rejected: the accuracy dropped by more than the
-tolerance, significantly. Without spread on either side (identical accuracies) the test
-degenerates and the entry fails exactly when the mean dropped by more than the tolerance.
+against H1 ``mu_now < mu_baseline - tolerance``, with ``tolerance = 1.0`` percentage point (or
+the entry's own ``tolerance``, with its reason beside it in ``SUITE``) and ``alpha = 0.01``. The
+entry fails when H0 is rejected: the accuracy dropped by more than the tolerance, significantly.
+Without spread on either side (identical accuracies) the test degenerates and the entry fails
+exactly when the mean dropped by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class SuiteEntry:
 
     recipe: str
     dataset: str | None = None
+    tolerance: float = TOLERANCE
+    """allowed drop (percentage points) before the test; larger only with a stated reason"""
 
     @property
     def key(self) -> str:
@@ -182,7 +185,7 @@ def regress(options, entries: tuple[SuiteEntry, ...], path: Path, record: bool) 
             rows.append([entry.key, f"{np.mean(values):.2f}", len(values), run_id, "recorded"])
             continue
         base = baselines[entry.key]
-        result = drop_test(values, base.values)
+        result = drop_test(values, base.values, entry.tolerance)
         failures += result.failed
         rows.append(
             [
