@@ -246,6 +246,7 @@ def read_image_folder(folder: Path, card: DatasetCard) -> list[SyntheticSet]:
         DataNotFoundError: class folders not the card's, or an image of another size.
         SetFileError: no images.
     """
+    import numpy as np
     import torchvision
     from PIL import Image
 
@@ -258,9 +259,10 @@ def read_image_folder(folder: Path, card: DatasetCard) -> list[SyntheticSet]:
         raise SetFileError(f"{folder}: no PNG/JPEG images in class folders ({exc})") from None
     _check_class_order(dataset.class_to_idx, card, folder)
 
-    def load(path: str):
+    def load(path: str):  # HWC, grey images with their channel axis
         with Image.open(path) as image:
-            return image.convert(mode)
+            pixels = np.asarray(image.convert(mode))
+        return pixels[..., None] if pixels.ndim == 2 else pixels
 
     pixels = _decode([p for p, _ in dataset.samples], load, card)
     labels = torch.tensor(dataset.targets, dtype=torch.int64)

@@ -24,7 +24,13 @@ from bench.spec.recipes import Recipe, RunConfig, load_recipe
 
 def evaluate_argv(paths: list[Path], options: EvaluateOptions) -> list[str]:
     """``python -m bench evaluate FILE... <flags>`` as an argv (without the interpreter)."""
-    return ["-m", "bench", "evaluate", *map(str, paths), *to_argv(options)]
+    return [
+        "-m",
+        "bench",
+        "evaluate",
+        *map(str, paths),
+        *to_argv(options, skip=("checkpoint_every",)),
+    ]
 
 
 def external_tags(sets: list[ReadSet], options: EvaluateOptions) -> dict[str, str]:
