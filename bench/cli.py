@@ -1,10 +1,11 @@
-"""Command line: ``python -m bench {list, methods, validate, schema, reproduce, sweep, regress,
-leaderboard, speed}`` plus the commands methods register (``experts``).
+"""Command line: ``python -m bench {list, methods, validate, schema, reproduce, evaluate, sweep,
+regress, leaderboard, speed}`` plus the commands methods register (``experts``).
 
-The options of ``reproduce``, ``regress`` and ``sweep`` are generated from the dataclasses of
-``bench.run.options``; this module knows no method by name (methods come from the registry,
-``bench.spec.method``). User errors (unknown recipe or key, missing data, bad shapes, corrupt
-checkpoints, NaN loss) print one ``error: ...`` line and exit non-zero, without a traceback.
+The options of ``reproduce``, ``evaluate``, ``regress`` and ``sweep`` are generated from the
+dataclasses of ``bench.run.options``; this module knows no method by name (methods come from the
+registry, ``bench.spec.method``). User errors (unknown recipe or key, missing data, bad shapes,
+corrupt checkpoints, NaN loss) print one ``error: ...`` line and exit non-zero, without a
+traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bench.core.errors import UserError
 from bench.core.paths import INCLUDE_PATH_VARIABLE, LEADERBOARDS_DIR, add_include_paths
-from bench.run.options import Location, RunOptions, add_options, from_namespace
+from bench.run.options import EvaluateOptions, Location, RunOptions, add_options, from_namespace
 from bench.spec.method import registered_commands
 
 
@@ -152,6 +153,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from bench.run.external import evaluate
+
+    evaluate([Path(p) for p in args.sets], from_namespace(EvaluateOptions, args))
+    return 0
+
+
 def _cmd_regress(args: argparse.Namespace) -> int:
     from bench.reports.regress import SUITE, regress
 
@@ -280,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe name (see: python -m bench list)")
     add_options(p, RunOptions)
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "evaluate",
+        parents=includes,
+        help="judge synthetic sets made elsewhere under a recipe's protocol: accuracy, verdict "
+        "against the published number and the baselines, logged as source=external",
+    )
+    p.add_argument(
+        "sets",
+        nargs="+",
+        metavar="SET",
+        help="synthetic_set.safetensors, DC's res_*.pt, MTT's images_*.pt (labels_*.pt beside "
+        "it) or a folder of class folders of PNG/JPEG images; several files (or a file of "
+        "several sets) are several sets of one run",
+    )
+    add_options(p, EvaluateOptions, skip=("checkpoint_every",))
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
         "regress",

@@ -95,6 +95,8 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
         model = (tags.get("eval_models") or "ConvNet").split()[0]
         if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
             continue
+        if tags.get("source") == "external":  # a submitted set, never the suite's own row
+            continue
         # the statistic the published number measures (bench.spec.recipes.STATISTICS)
         key, final = f"eval/{model}/acc", None
         if f"eval/{model}/max_over_evaluations_acc" in metrics:

@@ -169,3 +169,40 @@ def reproduce_argv(recipe: str, options: RunOptions) -> list[str]:
     that a recipe from outside the package is found again."""
     folders = [arg for path in include_paths() for arg in ("--include-path", str(path))]
     return ["-m", "bench", "reproduce", recipe, *to_argv(options), *folders]
+
+
+@dataclass(frozen=True)
+class EvaluateOptions(RecipeOptions, Location):
+    """Every option of ``evaluate`` (everything that is not the set files)."""
+
+    recipe: str | None = option(
+        None,
+        "the recipe whose evaluation protocol, published number and baselines judge the sets",
+        required=True,
+        metavar="RECIPE",
+    )
+    seed: int = option(0, "base seed: set i is evaluated with the seeds of a reproduction's set i")
+    preprocessing: str | None = option(
+        None,
+        "what images of files that do not record it are in (MTT's images_*.pt): normalise "
+        "(the dataset's mean/std) or zca (ZCA-whitened, MTT's --zca)",
+        choices=("normalise", "zca"),
+    )
+    learned_lr: float | None = option(
+        None,
+        "the learned learning rate of an MTT set (its wandb Synthetic_LR), which MTT does not "
+        "save; recipes with eval.lr_from_set train with it",
+        type=float,
+        metavar="LR",
+    )
+    submitted_by: str | None = option(
+        None,
+        "who or what made the sets (a person, paper or code and commit), recorded with the run "
+        "and shown on its leaderboard row",
+        metavar="TEXT",
+    )
+
+    def run_options(self) -> RunOptions:
+        """The options a reproduction of the recipe would take (no resume)."""
+        names = {f.name for f in dataclasses.fields(RunOptions)}
+        return RunOptions(**{k: v for k, v in dataclasses.asdict(self).items() if k in names})

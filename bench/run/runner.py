@@ -16,6 +16,7 @@ import dataclasses
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from bench.core.device import pick_device
 from bench.core.errors import DivergedError, UserError
 from bench.core.provenance import hardware, provenance_tags
 from bench.core.seeds import derive_seed
+from bench.data.formats import ReadSet
 from bench.data.real import DatasetCard, RealSet, load_card, load_real
 from bench.data.synthetic import GRID, SyntheticSet, save_grid
 from bench.evaluation.evaluate import evaluate_synthetic_set
@@ -92,10 +94,22 @@ class Reproduction:
     checkpoint_every: int
     resume_command: str
     """the command that continues this run after a failure"""
+    given: list[ReadSet] | None = None
+    """synthetic sets made elsewhere (``python -m bench evaluate``), evaluated and judged in
+    place of distilled ones; None: distil them"""
 
     @classmethod
-    def start(cls, recipe: Recipe, options: RunOptions) -> Reproduction:
-        """Resolve the config, load the data and open (or re-open, with ``--resume``) the run."""
+    def start(
+        cls,
+        recipe: Recipe,
+        options: RunOptions,
+        given: Callable[[RunConfig, RealSet], list[ReadSet]] | None = None,
+    ) -> Reproduction:
+        """Resolve the config, load the data and open (or re-open, with ``--resume``) the run.
+
+        ``given(config, train)``: the sets to evaluate instead of distilling, read and checked
+        against the prepared data before any run is opened (``eval.num_exp`` becomes their
+        number); it raises ``UserError`` on bad input, so nothing is written to the store."""
         config = resolve(
             recipe,
             options.budget,
@@ -111,6 +125,11 @@ class Reproduction:
         test = load_real(card, options.data_root, "test", options.download)
         if method.prepare_real is not None:  # the method's view of the data (both splits)
             train, test = method.prepare_real(train, test, config.method_config)
+        sets = given(config, train) if given is not None else None
+        if sets is not None:
+            config = dataclasses.replace(
+                config, eval=dataclasses.replace(config.eval, num_exp=len(sets))
+            )
         out = Path(options.out)
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
@@ -132,6 +151,7 @@ class Reproduction:
             out / "sets" / parent,
             options.checkpoint_every,
             resume_command,
+            sets,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -191,7 +211,7 @@ class Reproduction:
         if config.overrides:
             print(f"  overrides: {' '.join(config.overrides)}")
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
-        distill = f" x {iterations} outer iterations" if iterations else ""
+        distill = f" x {iterations} outer iterations" if iterations and not self.given else ""
         size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
         print(
             f"  work     : {ev.num_exp} set(s){distill}; {ev.num_exp * ev.models_per_set} "
@@ -221,7 +241,10 @@ class Reproduction:
         image_shape = (card.num_classes * (config.ipc or 0), card.channels, *card.image_size)
         state = self.checkpoints.load(index, image_shape) or {"accuracies": {}}
         label = f"set {index + 1}/{config.eval.num_exp} "
-        if "synthetic" in state:  # distilled before an interruption
+        if self.given is not None:  # made elsewhere: evaluated as a distilled one
+            synset = self.given[index].synset
+            self.tracker.set_tags(child, self.given[index].tags())
+        elif "synthetic" in state:  # distilled before an interruption
             synset = SyntheticSet.from_tensors(
                 state["synthetic"],
                 method=config.method,
@@ -356,7 +379,7 @@ class Reproduction:
         self.tracker.log_artifact(run_id, synset.save(folder / "synthetic_set.safetensors", card))
         grid = save_grid(self.train.pixels(synset.images), synset.labels, card, folder / GRID)
         self.tracker.log_artifact(run_id, grid)
-        if self.method.artifacts is not None:
+        if self.method.artifacts is not None and self.given is None:
             for path in self.method.artifacts(synset, card, folder):
                 self.tracker.log_artifact(run_id, path)
 
@@ -416,7 +439,9 @@ class Reproduction:
         (``bench.evaluation.stats.compare_with_baseline``)."""
         config, primary = self.config, self.config.eval.models[0]
         out = []
-        for name in self.recipe.baselines:
+        # a set made elsewhere is also compared with the suite's own reproduction of the recipe
+        own = (self.recipe.name,) if self.given is not None else ()
+        for name in self.recipe.baselines + own:
             tags = {"recipe": name, "budget": config.budget, "dataset": config.dataset}
             run = self.tracker.latest_finished(tags)
             if run is None:

@@ -131,14 +131,24 @@ class Tracker:
         )
 
     def latest_finished(self, tags: dict[str, str]):
-        """The most recently started FINISHED top-level run with all ``tags``, or None."""
+        """The most recently started FINISHED top-level run with all ``tags``, or None. Runs of
+        sets made elsewhere (tag ``source=external``, ``python -m bench evaluate``) are never
+        the suite's own measurement of a recipe and are skipped."""
         match = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"{match} and attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
         )
-        return next((r for r in runs if "mlflow.parentRunId" not in r.data.tags), None)
+        return next(
+            (
+                r
+                for r in runs
+                if "mlflow.parentRunId" not in r.data.tags
+                and r.data.tags.get("source") != "external"
+            ),
+            None,
+        )
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         """Log ``params`` as strings, in batches of 100 (MLflow's limit per call)."""
