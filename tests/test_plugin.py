@@ -77,3 +77,54 @@ def test_the_example_distils_and_resumes_through_the_contract(
     assert not torch.equal(full.images, states[0]["images"])  # the images keep moving
     resumed = method.distill(small, 2, config, 5, cpu, resume=states[0])
     assert torch.equal(full.images, resumed.images)  # resume is exact
+
+
+@pytest.mark.slow
+def test_the_readmes_walk_reproduces_then_evaluates_the_examples_set(installed_example, tmp_path):
+    """README "Add your method": reproduce the example's recipe from its own folder, then
+    evaluate the saved set: the same accuracies (tiny budget)."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(installed_example), str(REPO_ROOT)]),
+        MLFLOW_TRACKING_URI="",
+    )
+    recipes = str(EXAMPLE / "recipes")
+    tiny = ["--set", "method.iterations=2", "--set", "eval.epochs=1", "--set", "eval.num_eval=2"]
+    where = ["--out", str(tmp_path), "--device", "cpu", "--include-path", recipes]
+    reproduced = subprocess.run(
+        [sys.executable, "-m", "bench", "reproduce", "dm-example-mnist-ipc1", *where, *tiny],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert reproduced.returncode == 0, reproduced.stderr[-2000:]
+    (saved,) = tmp_path.glob("sets/*/set0/synthetic_set.safetensors")
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "evaluate",
+            str(saved),
+            "--recipe",
+            "dm-example-mnist-ipc1",
+            "--submitted-by",
+            "test",
+            *where,
+            *tiny,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+
+    def accuracies(path: Path) -> list:
+        import json
+
+        return json.loads(path.read_text())["ConvNet"]
+
+    made, judged = sorted(tmp_path.glob("sets/*/accuracies.json"), key=lambda p: p.stat().st_mtime)
+    assert accuracies(made) == accuracies(judged)
