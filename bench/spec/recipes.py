@@ -24,7 +24,7 @@ import tomllib
 from bench.core.config import apply_overrides, speed_only_fields
 from bench.core.errors import ConfigError
 from bench.core.paths import RECIPES_DIR
-from bench.evaluation.stats import Published
+from bench.evaluation.stats import Published, Quote
 
 BUDGETS = ("smoke", "reduced", "paper")
 
@@ -45,7 +45,20 @@ _RECIPE_KEYS = {
     "baselines",
 }
 _GROUP_KEYS = {"name", "version", "title", "members", "note"}
-_PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked", "statistic"}
+_PUBLISHED_KEYS = {
+    "mean",
+    "std",
+    "n",
+    "source",
+    "note",
+    "checked",
+    "statistic",
+    "num_exp",
+    "num_eval",
+    "std_ddof",
+    "alternatives",
+}
+_QUOTE_KEYS = {"mean", "std", "source"}
 STATISTICS = ("final", "max_over_evaluations")
 """What a published number measures: ``final``, the accuracy of networks trained on the final
 synthetic set; ``max_over_evaluations``, the best mean over the evaluations made during
@@ -181,14 +194,7 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         ipc=int(raw["ipc"]) if "ipc" in raw else None,
         method_overrides=dict(raw.get("method_overrides", {})),
         eval=dict(raw.get("eval", {})),
-        published=Published(
-            float(pub["mean"]),
-            float(pub["std"]) if "std" in pub else None,
-            int(pub["n"]) if "n" in pub else None,
-            pub["source"],
-        )
-        if "mean" in pub
-        else None,
+        published=_published(pub, where) if "mean" in pub else None,
         published_note=pub.get("note", ""),
         published_checked=bool(pub.get("checked", False)),
         margin=margin,
@@ -199,6 +205,42 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
         statistic=statistic,
         leaderboard_row=int(raw.get("leaderboard_row", 2)),
         baselines=tuple(raw.get("baselines", ())),
+    )
+
+
+def _published(pub: dict, where: str) -> Published:
+    """The ``[published]`` table: mean, std, the design behind it (``num_exp`` synthetic sets x
+    ``num_eval`` networks; ``n`` is their product), ``std_ddof`` (0: the reference printed
+    ``np.std``, the population std) and ``[[published.alternatives]]``, other quotes of the
+    same cell (``mean``, ``std``, ``source``)."""
+    design = [int(pub[k]) if k in pub else None for k in ("num_exp", "num_eval")]
+    n = int(pub["n"]) if "n" in pub else None
+    if None not in design:
+        product = design[0] * design[1]
+        if n is not None and n != product:
+            raise ConfigError(
+                f"{where} [published]: n={n} but num_exp x num_eval = {product}; fix one"
+            )
+        n = product
+    ddof = int(pub.get("std_ddof", 1))
+    if ddof not in (0, 1):
+        raise ConfigError(f"{where} [published]: std_ddof is 0 (np.std) or 1, got {ddof}")
+    quotes = []
+    for quote in pub.get("alternatives", []):
+        _check_keys(quote, _QUOTE_KEYS, f"{where} [[published.alternatives]]")
+        if "mean" not in quote or "source" not in quote:
+            raise ConfigError(f"{where} [[published.alternatives]]: needs 'mean' and 'source'")
+        std = float(quote["std"]) if "std" in quote else None
+        quotes.append(Quote(float(quote["mean"]), std, quote["source"]))
+    return Published(
+        float(pub["mean"]),
+        float(pub["std"]) if "std" in pub else None,
+        n,
+        pub["source"],
+        num_exp=design[0],
+        num_eval=design[1],
+        std_ddof=ddof,
+        alternatives=tuple(quotes),
     )
 
 
