@@ -22,6 +22,9 @@ from bench.spec.method import registered_commands
 def _cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    if args.power:
+        return _list_power()
+
     from bench.spec.recipes import (
         Recipe,
         format_published,
@@ -52,6 +55,54 @@ def _cmd_list(args: argparse.Namespace) -> int:
             )
             rows.append([name, "group", "", "", "", "runs " + shown])
     print(tabulate(rows, headers=["recipe", "method", "dataset", "ipc", "published (%)", "source"]))
+    return 0
+
+
+def _list_power() -> int:
+    """``list --power``: what each recipe's budgets can resolve (``bench.evaluation.stats.power``)."""
+    from tabulate import tabulate
+
+    from bench.evaluation.stats import ASSUMED_ICC, POWER, power
+    from bench.spec.recipes import BUDGETS, Recipe, load_recipe, recipe_names, resolve
+
+    rows = []
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        if not isinstance(recipe, Recipe):
+            continue
+        for budget in reversed(BUDGETS):
+            ev = resolve(recipe, budget, seed=0).eval
+            figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
+            rep = "never" if figure.reproduced_up_to is None else f"{figure.reproduced_up_to:.2f}"
+            missed = "never" if figure.missed_up_to is None else f"{figure.missed_up_to:.2f}"
+            if figure.why:
+                rep = missed = "n/a"
+            rows.append(
+                [
+                    name,
+                    budget,
+                    f"{ev.num_exp} x {ev.num_eval}",
+                    recipe.margin,
+                    rep,
+                    missed,
+                    figure.why or figure.assumption,
+                ]
+            )
+    print(
+        f"|Δ| = |measured - published| in pp; a figure holds with {POWER:.0%} probability, from "
+        f"the published std and an assumed ICC of {ASSUMED_ICC} (between-set share of the "
+        "variance) on both sides. Only 'paper' runs are ever tested against the paper."
+    )
+    headers = [
+        "recipe",
+        "budget",
+        "sets x nets",
+        "margin",
+        "reproduced if |Δ| ≤",
+        "|Δ| uncalled up to",
+        "assumption / why not",
+    ]
+    print(tabulate(rows, headers=headers, disable_numparse=True))
     return 0
 
 
@@ -186,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="recipes and the published number each targets")
+    p.add_argument(
+        "--power",
+        action="store_true",
+        help="for every recipe and budget, the differences its verdict can resolve",
+    )
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("methods", help="registered methods (built-in and installed plugins)")

@@ -563,15 +563,21 @@ def _design_nodes(
         return "the published number has no std"
     n_meas = num_exp * num_eval
     k, m = published.num_exp, published.num_eval
-    if published.one_set:
-        # like with like: the published std is the network spread of one set
+    if published.one_set or (num_exp < 2 and k is None):
+        # like with like: networks of one set on both sides (verdict's set_level_test)
         if n_meas - num_exp < 1:
             return "one network per set: no spread within a set to test"
-        df1, df2 = n_meas - num_exp, published.n - 1
+        n_pub = published.n or 0
+        df1, df2 = n_meas - num_exp, (n_pub - 1 if n_pub > 1 else math.inf)
+        var2 = s**2 / n_pub if n_pub > 1 else 0.0
         v1 = s**2 / n_meas * _quantiles(df1, nodes)[:, None]
-        v2 = s**2 / published.n * _quantiles(df2, nodes)[None, :]
-        se = math.sqrt(s**2 / n_meas + s**2 / published.n)
-        assumption = "published number from one set: network spread only"
+        v2 = var2 * (_quantiles(df2, nodes)[None, :] if var2 else np.ones((1, 1)))
+        se = math.sqrt(s**2 / n_meas + var2)
+        assumption = (
+            "published number from one set: network spread only"
+            if published.one_set
+            else "one set; the published design is not recorded: networks taken as independent"
+        )
         return se, np.sqrt(v1 + v2), _welch_df(v1, df1, v2, df2), assumption
     if num_exp < 2:
         return "one synthetic set cannot estimate the between-set spread"
