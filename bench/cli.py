@@ -59,7 +59,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _list_power() -> int:
-    """``list --power``: what each recipe's budgets can resolve (``bench.evaluation.stats.power``)."""
+    """``list --power``: what each budget can resolve (``bench.evaluation.stats.power``)."""
     from tabulate import tabulate
 
     from bench.evaluation.stats import ASSUMED_ICC, POWER, power
