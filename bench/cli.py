@@ -194,7 +194,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.reports.leaderboard import write_leaderboards
     from bench.run.tracking import Tracker, resolve_tracking_uri
 
-    tracker = Tracker(resolve_tracking_uri(args.tracking_uri, Path(args.runs)), Path(args.runs))
+    tracker = None
+    if args.ingest or args.tracking_uri:
+        tracker = Tracker(resolve_tracking_uri(args.tracking_uri, Path(args.runs)), Path(args.runs))
     for path in write_leaderboards(tracker, Path(args.output)):
         print(f"wrote {path}")
     return 0
@@ -288,12 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser(
-        "leaderboard", help="tables and plots of every recipe from the runs in an MLflow store"
+        "leaderboard",
+        help="tables and plots of every recipe from the run records in leaderboards/runs/",
+    )
+    p.add_argument(
+        "--ingest",
+        action="store_true",
+        help="first add the finished runs of an MLflow store (--tracking-uri, else the default "
+        "store under --runs) to the run records",
     )
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow store to read (default: $MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db)",
+        help="MLflow store to ingest (implies --ingest; default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<runs>/mlflow.db)",
     )
     p.add_argument("--runs", default="runs", help="folder of the default store (default: runs)")
     p.add_argument(
