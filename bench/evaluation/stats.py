@@ -589,7 +589,9 @@ def _design_nodes(
         v1 = msb / n_meas
         v2 = se2**2 * (_quantiles(df2, nodes)[None, :] if se2 else np.zeros((1, 1)))
         se = math.sqrt((var_b + var_w / num_eval) / num_exp + se2**2)
-        assumption = f"assumed ICC {icc:.2f}; published accuracies taken as independent"
+        assumption = f"assumed ICC {icc:.2f}; " + (
+            "published accuracies taken as independent" if n > 1 else "published mean fixed (no n)"
+        )
         return se, np.sqrt(v1 + v2), _welch_df(v1, num_exp - 1, v2, df2), assumption
     pooled = (1 - icc) + icc * m * (k - 1) / (k * m - 1)
     total = s**2 / pooled
