@@ -199,7 +199,7 @@ class Reproduction:
             print(f"  overrides: {' '.join(config.overrides)}")
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
         figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
-        print(f"  power    : {figure.summary()}")
+        print(f"  power    : {ev.num_exp} set(s) x {ev.num_eval} networks: {figure.summary()}")
         distill = f" x {iterations} outer iterations" if iterations else ""
         size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
         print(
