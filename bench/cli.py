@@ -23,6 +23,9 @@ from bench.spec.method import registered_commands
 def _cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
+    if args.power:
+        return _list_power()
+
     from bench.spec.recipes import (
         Recipe,
         format_published,
@@ -62,6 +65,54 @@ def _cmd_list(args: argparse.Namespace) -> int:
             rows.append([name, "group", "", "", "", "", "runs " + shown])
     headers = ["recipe", "method", "dataset", "ipc", "protocol", "published (%)", "source"]
     print(tabulate(rows, headers=headers))
+    return 0
+
+
+def _list_power() -> int:
+    """``list --power``: what each budget can resolve (``bench.evaluation.stats.power``)."""
+    from tabulate import tabulate
+
+    from bench.evaluation.stats import ASSUMED_ICC, POWER, power
+    from bench.spec.recipes import BUDGETS, Recipe, load_recipe, recipe_names, resolve
+
+    rows = []
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        if not isinstance(recipe, Recipe):
+            continue
+        for budget in reversed(BUDGETS):
+            ev = resolve(recipe, budget, seed=0).eval
+            figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
+            rep = "never" if figure.reproduced_up_to is None else f"{figure.reproduced_up_to:.2f}"
+            missed = "never" if figure.missed_up_to is None else f"{figure.missed_up_to:.2f}"
+            if figure.why:
+                rep = missed = "n/a"
+            rows.append(
+                [
+                    name,
+                    budget,
+                    f"{ev.num_exp} x {ev.num_eval}",
+                    recipe.margin,
+                    rep,
+                    missed,
+                    figure.why or figure.assumption,
+                ]
+            )
+    print(
+        f"|Δ| = |measured - published| in pp; a figure holds with {POWER:.0%} probability, from "
+        f"the published std and an assumed ICC of {ASSUMED_ICC} (between-set share of the "
+        "variance) on both sides. Only 'paper' runs are ever tested against the paper."
+    )
+    headers = [
+        "recipe",
+        "budget",
+        "sets x nets",
+        "margin",
+        "reproduced if |Δ| ≤",
+        "|Δ| uncalled up to",
+        "assumption / why not",
+    ]
+    print(tabulate(rows, headers=headers, disable_numparse=True))
     return 0
 
 
@@ -197,7 +248,9 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from bench.reports.leaderboard import write_leaderboards
     from bench.run.tracking import Tracker, resolve_tracking_uri
 
-    tracker = Tracker(resolve_tracking_uri(args.tracking_uri, Path(args.runs)), Path(args.runs))
+    tracker = None
+    if args.ingest or args.tracking_uri:
+        tracker = Tracker(resolve_tracking_uri(args.tracking_uri, Path(args.runs)), Path(args.runs))
     for path in write_leaderboards(tracker, Path(args.output)):
         print(f"wrote {path}")
     return 0
@@ -256,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "list", parents=includes, help="recipes and the published number each targets"
+    )
+    p.add_argument(
+        "--power",
+        action="store_true",
+        help="for every recipe and budget, the differences its verdict can resolve",
     )
     p.set_defaults(func=_cmd_list)
 
@@ -341,12 +399,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "leaderboard",
         parents=includes,
-        help="tables and plots of every recipe from the runs in an MLflow store",
+        help="tables and plots of every recipe from the run records in leaderboards/runs/",
+    )
+    p.add_argument(
+        "--ingest",
+        action="store_true",
+        help="first add the finished runs of an MLflow store (--tracking-uri, else the default "
+        "store under --runs) to the run records",
     )
     p.add_argument(
         "--tracking-uri",
         default=None,
-        help="MLflow store to read (default: $MLFLOW_TRACKING_URI, else sqlite:///<runs>/mlflow.db)",
+        help="MLflow store to ingest (implies --ingest; default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///<runs>/mlflow.db)",
     )
     p.add_argument("--runs", default="runs", help="folder of the default store (default: runs)")
     p.add_argument(

@@ -1,18 +1,28 @@
-"""Leaderboards are generated from MLflow runs only, never from published numbers."""
+"""Leaderboards are built from the committed ledger of run records (plus an ingested MLflow
+store), never from published numbers."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 
-from bench.reports.leaderboard import HEADERS, MISSING, render_table, write_leaderboards
+from bench.core.paths import LEADERBOARDS_DIR
+from bench.reports.leaderboard import (
+    HEADERS,
+    MISSING,
+    holm,
+    render_table,
+    write_leaderboards,
+)
 from bench.run.tracking import Tracker
 from bench.spec.recipes import load_recipe
 
 
 def log_reproduction(tracker, recipe, acc, std, n, budget="smoke", status="FINISHED", **tags):
-    """A parent run with the tags and metrics the runner writes."""
+    """A parent run with the tags and metrics the runner wrote before per-set records."""
     run_id = tracker.start_run(
         recipe,
         {
@@ -67,7 +77,7 @@ def test_table_shows_measured_runs_and_dashes_never_published_numbers(store, tmp
     gm = {r[HEADERS.index("budget")]: r for r in rows["gm-mnist-ipc1"]}
     assert list(gm) == ["reduced", "smoke"]  # larger budget first; newest smoke run only
     assert gm["smoke"][HEADERS.index("reproduced (%)")] == "86.79 ± 0.68 (n=3)"
-    assert gm["smoke"][HEADERS.index("run")] == ids["new"]
+    assert gm["smoke"][HEADERS.index("runs")] == ids["new"]
     assert gm["reduced"][HEADERS.index("published (%)")].startswith("91.7 ± 0.5")
     (jpeg,) = rows["gm-cifar10-ipc1"]
     assert jpeg[HEADERS.index("dataset")] == "CIFAR-10 (JPEG copy)"
@@ -75,7 +85,7 @@ def test_table_shows_measured_runs_and_dashes_never_published_numbers(store, tmp
     # the FAILED run and all unmeasured recipes: dashes in every measured column
     for name in ("gm-svhn-ipc1", "herding-mnist-ipc1", "whole-cifar10"):
         (row,) = rows[name]
-        assert row[HEADERS.index("reproduced (%)") :] == [MISSING] * 4
+        assert row[HEADERS.index("reproduced (%)") :] == [MISSING] * 5
     # no reproduced cell holds the recipe's published number
     for name, recipe_rows in rows.items():
         published = load_recipe(name).published
@@ -86,7 +96,9 @@ def test_table_shows_measured_runs_and_dashes_never_published_numbers(store, tmp
     assert (out / "dc-table1.png").is_file()
     record = json.loads((out / "runs" / f"{ids['new']}.json").read_text())
     assert record["tags"]["git_commit"] == "abc123" and record["metrics"]["eval/ConvNet/n"] == 3
-    assert not (out / "runs" / f"{ids['old']}.json").exists()  # only runs the table shows
+    # ingest puts every finished run in the ledger; the older one is not pooled (no sets)
+    assert (out / "runs" / f"{ids['old']}.json").exists()
+    assert not (out / "runs" / f"{ids['failed']}.json").exists()
 
 
 def test_one_renderer_gives_markdown_and_latex():
@@ -97,3 +109,87 @@ def test_one_renderer_gives_markdown_and_latex():
     assert "\\toprule" in latex and "gm-mnist-ipc1" in latex
     with pytest.raises(ValueError, match="unknown table format"):
         render_table(cells, ("recipe", "reproduced"), "html")
+
+
+def log_sets(tracker, tmp_path, recipe, sets, seed, budget="paper", comparable=True):
+    """A parent run as the runner writes it now: metrics, tags and verdict.json with sets."""
+    flat = [a for values in sets for a in values]
+    run_id = tracker.start_run(
+        recipe,
+        {
+            "recipe": recipe,
+            "recipe_version": "1",
+            "budget": budget,
+            "seed": str(seed),
+            "dataset": "mnist",
+            "dataset_name": "MNIST",
+            "overrides": "",
+            "eval_models": "ConvNet",
+            "comparable": str(comparable).lower(),
+            "verdict": "whatever the run said",
+            "git_commit": "abc123",
+            "hardware": "cpu: test",
+        },
+    )
+    metrics = {"eval/ConvNet/acc": float(np.mean(flat)), "eval/ConvNet/n": len(flat)}
+    tracker.log_metrics(run_id, metrics)
+    path = tmp_path / f"verdict-{run_id}" / "verdict.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"sets": sets, "final_accuracies_by_set": sets}))
+    tracker.log_artifact(run_id, path)
+    tracker.set_status(run_id, "FINISHED")
+    return run_id
+
+
+def test_comparable_runs_of_a_cell_are_pooled_across_seeds(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+    rng = np.random.default_rng(0)
+    sets = (91.7 + rng.normal(0, 0.2, (6, 1)) + rng.normal(0, 0.4, (6, 20))).round(2).tolist()
+    first = log_sets(tracker, tmp_path, "gm-mnist-ipc1", sets[:3], seed=0)
+    second = log_sets(tracker, tmp_path, "gm-mnist-ipc1", sets[3:], seed=1)
+    out = tmp_path / "boards"
+    write_leaderboards(tracker, out)
+    (row,) = table_rows((out / "dc-table1.md").read_text())["gm-mnist-ipc1"]
+    assert row[HEADERS.index("runs")] == f"{first}, {second}"
+    assert row[HEADERS.index("reproduced (%)")].endswith("(n=120)")
+    assert "6 set(s)" in row[HEADERS.index("spread between sets / within a set (ICC)")]
+    assert row[HEADERS.index("verdict")] == "reproduced"  # recomputed, not the logged tag
+    assert "1 of 1 comparable cell(s) reproduced" in (out / "dc-table1.md").read_text()
+    record = json.loads((out / "runs" / f"{first}.json").read_text())
+    assert record["sets"] == sets[:3]
+
+
+def test_holm_on_a_hand_computed_table():
+    # equivalence p sorted 0.01, 0.03, 0.04 against 0.05/3, 0.05/2, 0.05/1: the first passes
+    # (0.01 < 0.0167), the second fails (0.03 > 0.025) and Holm stops there.
+    reproduced, different = holm([0.04, 0.01, 0.03], [0.9, 0.001, 0.02], alpha=0.05)
+    assert reproduced == [False, True, False]
+    # difference p sorted 0.001, 0.02, 0.9: 0.001 < 0.0167 and 0.02 < 0.025 reject; cell 1 is
+    # already reproduced, so only cell 2 reads "not reproduced"
+    assert different == [False, False, True]
+
+
+def test_a_fresh_clone_rebuilds_the_committed_tables_exactly(tmp_path):
+    out = tmp_path / "leaderboards"
+    shutil.copytree(LEADERBOARDS_DIR, out)
+    write_leaderboards(None, out)  # the ledger only, as on a fresh clone without a store
+    for name in ("README.md", "dc-table1.md", "dc-table1.tex", "mtt.md", "gtn.md"):
+        assert (out / name).read_text() == (LEADERBOARDS_DIR / name).read_text(), name
+    for name in ("pc-gm-report.md", "pc-gm-report.tex", "mtt.tex", "gtn.tex"):
+        assert (out / name).read_text() == (LEADERBOARDS_DIR / name).read_text(), name
+
+
+def test_ingesting_a_new_run_changes_only_its_cell(tmp_path):
+    out = tmp_path / "leaderboards"
+    shutil.copytree(LEADERBOARDS_DIR, out)
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+    new = log_sets(
+        tracker, tmp_path, "gm-svhn-ipc1", [[30.0, 31.0], [32.0, 30.5]], 0, "smoke", False
+    )
+    write_leaderboards(tracker, out)
+    before = (LEADERBOARDS_DIR / "dc-table1.md").read_text().splitlines()
+    after = (out / "dc-table1.md").read_text().splitlines()
+    changed = [line for line in after if line not in before]
+    table = [line for line in changed if line.startswith("| ")]
+    assert len(table) == 1 and table[0].startswith("| gm-svhn-ipc1 ") and new in table[0]
+    assert all(new in line or "recipes measured" in line for line in changed), changed

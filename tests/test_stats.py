@@ -1,63 +1,150 @@
-"""Verdict statistics against hand-computed cases."""
+"""Verdict statistics against statsmodels, hand-computed cases and simulation."""
 
 import math
 
+import numpy as np
 import pytest
-from scipy import stats as sps
+from statsmodels.stats.weightstats import DescrStatsW, ttest_ind, ttost_ind
 
-from bench.evaluation.stats import Published, tost_and_welch, verdict
+from bench.evaluation.stats import (
+    Published,
+    Quote,
+    power,
+    variance_split,
+    verdict,
+    welch_tests,
+)
 
-
-def test_one_sample_case_with_one_degree_of_freedom_matches_the_cauchy_closed_form():
-    # n=2 -> df=1, where Student's t is the Cauchy distribution: P(T > t) = 1/2 - atan(t)/pi.
-    values = [91.0, 93.0]  # mean 92, sd sqrt(2), standard error 1
-    published = Published(mean=91.0, std=None, n=None, source="hand")
-    p_eq, p_diff, test = tost_and_welch(values, published, margin=1.0)
-    assert "one-sample" in test
-    assert p_diff == pytest.approx(1 - 2 * math.atan(1.0) / math.pi)  # t = 1 -> 0.5
-    # TOST: H0 mu <= 90 gives t = 2; H0 mu >= 92 gives t = 0 (p = 1/2); p = max
-    p_low = 0.5 - math.atan(2.0) / math.pi
-    assert p_low < 0.5
-    assert p_eq == pytest.approx(0.5)
-
-
-def test_two_sample_welch_from_summary_statistics_by_hand():
-    values = [90.0, 91.0, 92.0, 93.0]  # mean 91.5, sd sqrt(5/3)
-    published = Published(mean=91.7, std=0.5, n=100, source="hand")
-    v1, v2 = (5 / 3) / 4, 0.25 / 100
-    se = math.sqrt(v1 + v2)
-    df = (v1 + v2) ** 2 / (v1**2 / 3 + v2**2 / 99)
-    t = (91.5 - 91.7) / se
-    p_eq, p_diff, test = tost_and_welch(values, published, margin=1.0)
-    assert "Welch" in test
-    assert p_diff == pytest.approx(2 * sps.t.sf(abs(t), df), rel=1e-9)
-    p_low = sps.t.sf((91.5 + 1.0 - 91.7) / se, df)  # H0: diff <= -1
-    p_high = sps.t.cdf((91.5 - 1.0 - 91.7) / se, df)  # H0: diff >= +1
-    assert p_eq == pytest.approx(max(p_low, p_high), rel=1e-9)
+CASES = [  # (x1, x2, margin)
+    ([90.0, 91.0, 92.0, 93.0], [91.2, 91.9, 92.4, 90.8, 91.1], 1.0),
+    ([50.1, 49.3, 51.2], [47.0, 48.5, 46.9, 47.7, 48.8, 47.2], 0.5),
+    ([28.0, 28.4, 27.1, 29.3, 28.8], [28.3, 28.1, 28.6], 2.0),
+    ([10.0, 12.0, 14.0, 13.0, 9.0, 11.0, 15.0], [11.5, 11.4], 3.0),
+]
 
 
-PUB = Published(mean=91.7, std=0.5, n=100, source="DC Table 1")
+@pytest.mark.parametrize("x1, x2, margin", CASES)
+def test_two_sample_tests_agree_with_statsmodels(x1, x2, margin):
+    a, b = np.array(x1), np.array(x2)
+    se1, se2 = a.std(ddof=1) / math.sqrt(len(a)), b.std(ddof=1) / math.sqrt(len(b))
+    p_eq, p_diff, df = welch_tests(a.mean() - b.mean(), se1, len(a) - 1, se2, len(b) - 1, margin)
+    p_tost = ttost_ind(a, b, -margin, margin, usevar="unequal")[0]
+    _, p_t, df_t = ttest_ind(a, b, usevar="unequal")
+    assert p_eq == pytest.approx(p_tost, rel=1e-9)
+    assert p_diff == pytest.approx(p_t, rel=1e-9) and df == pytest.approx(df_t, rel=1e-9)
 
 
-def test_close_and_tight_measurements_are_reproduced():
-    v = verdict([91.5, 91.6, 91.7, 91.8, 91.9, 91.6, 91.7, 91.8], PUB, margin=1.0)
-    assert v.verdict == "reproduced" and v.comparable
+@pytest.mark.parametrize("x1, x2, margin", CASES)
+def test_one_sample_tests_agree_with_statsmodels(x1, x2, margin):
+    a, fixed = np.array(x1), float(np.mean(x2))
+    se = a.std(ddof=1) / math.sqrt(len(a))
+    p_eq, p_diff, _ = welch_tests(a.mean() - fixed, se, len(a) - 1, 0.0, math.inf, margin)
+    d = DescrStatsW(a)
+    assert p_eq == pytest.approx(d.ttost_mean(fixed - margin, fixed + margin)[0], rel=1e-9)
+    assert p_diff == pytest.approx(d.ttest_mean(fixed)[1], rel=1e-9)
+    # the verdict on one set against a fixed number with unknown design is this test
+    v = verdict(list(x1), Published(fixed, None, None, "hand"), margin)
+    assert v.p_equivalence == pytest.approx(p_eq, rel=1e-9)
 
 
-def test_far_measurements_are_not_reproduced():
-    v = verdict([85.0, 85.5, 84.8, 85.2, 85.1], PUB, margin=1.0)
-    assert v.verdict == "not reproduced"
-    assert v.p_difference < 0.05 < v.p_equivalence
+def _simulate(rng, k=5, m=20, mean=50.0, sd_b=2.0, sd_w=1.0):
+    return mean + rng.normal(0, sd_b, (k, 1)) + rng.normal(0, sd_w, (k, m))
 
 
-def test_few_noisy_measurements_are_inconclusive():
-    assert verdict([88.0, 95.0], PUB, margin=1.0).verdict == "inconclusive"
-    single = verdict([91.7], PUB, margin=1.0)
-    assert single.verdict == "inconclusive" and "91.70 ± n/a (n=1)" in single.summary()
+def test_set_level_verdict_is_the_one_sample_test_of_the_set_means():
+    sets = _simulate(np.random.default_rng(3))
+    fixed = 50.5
+    v = verdict(sets.tolist(), Published(fixed, None, None, "hand"), margin=2.0)
+    means = DescrStatsW(sets.mean(axis=1))  # 5 units, not 100
+    assert v.p_equivalence == pytest.approx(means.ttost_mean(fixed - 2, fixed + 2)[0], rel=1e-9)
+    assert v.p_difference == pytest.approx(means.ttest_mean(fixed)[1], rel=1e-9)
+    assert v.df == 4 and v.num_sets == 5 and v.n == 100
+
+
+def test_variance_split_matches_reml_and_recovers_known_components():
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    rng = np.random.default_rng(0)
+    sets = _simulate(rng)
+    split = variance_split(sets.tolist())
+    frame = pd.DataFrame({"y": sets.ravel(), "g": np.repeat(np.arange(5), 20)})
+    fit = smf.mixedlm("y ~ 1", frame, groups=frame["g"]).fit(reml=True)
+    assert split.std_between**2 == pytest.approx(float(fit.cov_re.iloc[0, 0]), rel=1e-3)
+    assert split.std_within**2 == pytest.approx(fit.scale, rel=1e-3)
+    # over many seeded runs the estimates centre on the true components (sd_b 2, sd_w 1)
+    runs = [variance_split(_simulate(rng).tolist()) for _ in range(400)]
+    var_b = np.array([r.std_between**2 for r in runs])
+    var_w = np.array([r.std_within**2 for r in runs])
+    assert var_b.mean() == pytest.approx(4.0, abs=4 * var_b.std() / 20)
+    assert var_w.mean() == pytest.approx(1.0, abs=4 * var_w.std() / 20)
+    icc = np.array([r.icc for r in runs])
+    assert np.median(icc) == pytest.approx(0.8, abs=0.08)
+
+
+def test_zero_spread_measurements_are_inconclusive():
+    no_n = Published(mean=14.4, std=2.0, n=None, source="hand")
+    with_n = Published(mean=14.4, std=2.0, n=100, source="hand", num_exp=5, num_eval=20)
+    for pub in (no_n, with_n, Published(14.4, None, None, "hand")):
+        for value in (14.0, 20.0):
+            v = verdict([value] * 3, pub, margin=1.0)
+            assert v.verdict == "inconclusive" and math.isnan(v.p_difference)
+            v = verdict([[value] * 3] * 5, pub, margin=1.0)  # five identical sets
+            assert v.verdict == "inconclusive"
+
+
+PUB = Published(mean=91.7, std=0.5, n=100, source="DC Table 1", num_exp=5, num_eval=20, std_ddof=0)
+
+
+def test_population_std_is_converted_to_a_sample_std():
+    assert PUB.sample_std() == pytest.approx(0.5 * math.sqrt(100 / 99))
+    assert Published(1.0, 0.5, 100, "x").sample_std() == 0.5
+
+
+def test_close_and_tight_sets_are_reproduced_far_ones_not():
+    rng = np.random.default_rng(1)
+    close = _simulate(rng, mean=91.7, sd_b=0.2, sd_w=0.4)
+    v = verdict(close.tolist(), PUB, margin=1.0)
+    assert v.verdict == "reproduced" and v.comparable and "ICC" in v.summary()
+    assert "our variance split" in " ".join(v.assumptions)
+    far = _simulate(rng, mean=85.0, sd_b=0.2, sd_w=0.4)
+    v = verdict(far.tolist(), PUB, margin=1.0)
+    assert v.verdict == "not reproduced" and v.p_difference < 0.05 < v.p_equivalence
+
+
+def test_between_set_spread_is_what_the_test_sees():
+    # 100 networks look precise, but 5 sets that disagree by 2 pp cannot show equivalence
+    rng = np.random.default_rng(2)
+    sets = _simulate(rng, mean=91.7, sd_b=1.0, sd_w=0.3)
+    naive = DescrStatsW(sets.ravel()).ttost_mean(91.7 - 1.0, 91.7 + 1.0)[0]
+    assert naive < 0.05  # 100 networks taken as independent: "equivalent"
+    v = verdict(sets.tolist(), PUB, margin=1.0)
+    assert v.verdict == "inconclusive" and v.p_equivalence > 0.05
+
+
+def test_one_set_published_number_is_compared_like_with_like():
+    pub = Published(46.3, 0.8, 5, "MTT", num_exp=1, num_eval=5, std_ddof=0)
+    v = verdict([[46.0, 46.5, 45.8, 46.9, 46.2], [44.0, 44.4, 44.1, 43.9, 44.6]], pub, 2.0)
+    assert "between-set spread is not covered" in " ".join(v.assumptions)
+    assert v.std_between_sets > 1.0 and v.df == pytest.approx(v.df)
+
+
+def test_one_measured_set_against_several_published_sets_is_inconclusive():
+    v = verdict([91.5, 91.7, 91.9], PUB, margin=1.0)
+    assert v.verdict == "inconclusive" and "between-set" in v.reason
+
+
+def test_alternative_quotes_are_reported():
+    pub = Published(98.8, 0.1, 100, "KIP", 5, 20, 0, alternatives=(Quote(93.0, 0.2, "other"),))
+    sets = _simulate(np.random.default_rng(4), mean=98.8, sd_b=0.05, sd_w=0.1)
+    v = verdict(sets.tolist(), pub, margin=0.5)
+    assert v.verdict == "reproduced"
+    assert v.alternatives[0]["verdict"] == "not reproduced"
+    assert "CHANGES the verdict" in v.summary()
 
 
 def test_reduced_budgets_and_overrides_are_never_compared():
-    good = [91.5, 91.6, 91.7, 91.8, 91.9, 91.6, 91.7, 91.8]
+    good = [[91.5, 91.6, 91.7, 91.8], [91.9, 91.6, 91.7, 91.8]]
     v = verdict(good, PUB, margin=1.0, off_protocol=["budget=smoke"])
     assert v.verdict == "not comparable (budget=smoke)" and not v.comparable
     v = verdict(good, PUB, margin=1.0, off_protocol=["overrides: method.lr_img=1"])
@@ -69,3 +156,33 @@ def test_reduced_budgets_and_overrides_are_never_compared():
 def test_bad_margin_is_refused():
     with pytest.raises(ValueError):
         verdict([1.0, 2.0], PUB, margin=0.0)
+
+
+def _monte_carlo(difference, icc, total, runs, seed, k=5, m=20):
+    rng = np.random.default_rng(seed)
+    sd_b, sd_w = math.sqrt(icc * total), math.sqrt((1 - icc) * total)
+    outcomes = []
+    for _ in range(runs):
+        theirs = _simulate(rng, k, m, 50.0, sd_b, sd_w)
+        pub = Published(float(theirs.mean()), float(theirs.std()), k * m, "mc", k, m, 0)
+        ours = _simulate(rng, k, m, 50.0 + difference, sd_b, sd_w)
+        outcomes.append(verdict(ours.tolist(), pub, margin=1.0).verdict)
+    return np.array(outcomes)
+
+
+def test_power_figures_match_a_monte_carlo_of_the_same_design():
+    icc, total, runs = 0.5, 0.25, 2000
+    s = math.sqrt(total * ((1 - icc) + icc * 20 * 4 / 99))  # the published std expected
+    figure = power(Published(50.0, s, 100, "mc", 5, 20), 1.0, 0.05, 5, 20, icc)
+    tolerance = 3.5 * math.sqrt(0.8 * 0.2 / runs) + 0.01  # simulation error + quadrature
+    at_rep = _monte_carlo(figure.reproduced_up_to, icc, total, runs, seed=10)
+    assert np.mean(at_rep == "reproduced") == pytest.approx(0.8, abs=tolerance)
+    at_missed = _monte_carlo(figure.missed_up_to, icc, total, runs, seed=11)
+    assert np.mean(at_missed == "not reproduced") == pytest.approx(0.8, abs=tolerance)
+
+
+def test_power_says_when_a_budget_can_never_reach_a_verdict():
+    assert "one synthetic set" in power(PUB, 1.0, 0.05, 1, 3).summary()
+    tiny = power(PUB, 0.05, 0.05, 2, 2)
+    assert tiny.reproduced_up_to is None and "never be declared reproduced" in tiny.summary()
+    assert "no std" in power(Published(1.0, None, None, "x"), 1.0, 0.05, 5, 20).summary()

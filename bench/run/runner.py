@@ -34,7 +34,13 @@ from bench.data.formats import ReadSet
 from bench.data.real import DatasetCard, RealSet, load_card, load_real
 from bench.data.synthetic import GRID, SyntheticSet, save_grid
 from bench.evaluation.evaluate import evaluate_synthetic_set
-from bench.evaluation.stats import Verdict, compare_with_baseline, verdict
+from bench.evaluation.stats import (
+    Verdict,
+    compare_with_baseline,
+    power,
+    variance_split,
+    verdict,
+)
 from bench.run.checkpoint import CheckpointStore
 from bench.run.options import RunOptions, reproduce_argv
 from bench.run.tracking import Tracker, resolve_tracking_uri
@@ -165,14 +171,15 @@ class Reproduction:
         self.print_header()
         child = None
         try:
-            accuracies: dict[str, list[float]] = {m: [] for m in self.config.eval.models}
-            best_evaluations: list[float] = []
+            # per synthetic set: the set, not the network, is the unit of replication
+            accuracies: dict[str, list[list[float]]] = {m: [] for m in self.config.eval.models}
+            best_evaluations: list[list[float]] = []
             for index in range(self.config.eval.num_exp):
                 child = self.child_run(index)
                 result, best = self.one_synthetic_set(index, child)
                 for model, values in result.items():
-                    accuracies[model] += values
-                best_evaluations += best
+                    accuracies[model].append(values)
+                best_evaluations.append(best)
                 self.tracker.set_status(child, "FINISHED")
                 child = None
             outcome = self.judge_and_log(accuracies, best_evaluations)
@@ -211,6 +218,8 @@ class Reproduction:
         if config.overrides:
             print(f"  overrides: {' '.join(config.overrides)}")
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
+        figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
+        print(f"  power    : {ev.num_exp} set(s) x {ev.num_eval} networks: {figure.summary()}")
         distill = f" x {iterations} outer iterations" if iterations and not self.given else ""
         size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
         print(
@@ -384,22 +393,20 @@ class Reproduction:
                 self.tracker.log_artifact(run_id, path)
 
     def judge_and_log(
-        self, accuracies: dict[str, list[float]], best_evaluations: list[float]
+        self, accuracies: dict[str, list[list[float]]], best_evaluations: list[list[float]]
     ) -> Verdict:
-        """Summary metrics, the verdict on the recipe's model (on the statistic the published
-        number measures), the comparison with the recipe's baselines, and their JSON
-        artifacts."""
+        """Summary metrics with the variance split, the verdict on the recipe's model (on the
+        statistic the published number measures), the comparison with the recipe's baselines,
+        and their JSON artifacts. ``accuracies[model][set][network]`` and
+        ``best_evaluations[set][network]`` are percent, grouped by synthetic set."""
         recipe, config = self.recipe, self.config
         primary = config.eval.models[0]
-        summary: dict[str, float] = {}
         named = {f"eval/{m}/acc": v for m, v in accuracies.items()}
         if recipe.statistic == "max_over_evaluations":
             named[f"eval/{primary}/max_over_evaluations_acc"] = best_evaluations
-        for key, values in named.items():
-            summary[key] = float(np.mean(values))
-            summary[key.replace("acc", "n")] = len(values)
-            if len(values) > 1:
-                summary[f"{key}_std"] = float(np.std(values, ddof=1))
+        summary = {}
+        for key, sets in named.items():
+            summary.update(summary_metrics(key, sets))
         self.tracker.log_metrics(self.parent, summary)
         tested = best_evaluations if recipe.statistic == "max_over_evaluations" else None
         outcome = verdict(
@@ -410,13 +417,15 @@ class Reproduction:
             config.off_protocol(),
             recipe.statistic,
         )
+        final = [a for values in accuracies[primary] for a in values]
         record = {
             "recipe": recipe.name,
             "recipe_version": recipe.version,
             "model": primary,
             **outcome.as_dict(),
-            "final_accuracies": accuracies[primary],
-            "baselines": self.compare_with_baselines(accuracies[primary]),
+            "final_accuracies": final,
+            "final_accuracies_by_set": accuracies[primary],
+            "baselines": self.compare_with_baselines(final),
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         for name, content in (("accuracies.json", accuracies), ("verdict.json", record)):
@@ -426,7 +435,7 @@ class Reproduction:
         print(f"\n{recipe.name} [{config.budget}] {primary}: {outcome.summary()}")
         if tested is not None:
             print(
-                f"  final set: {np.mean(accuracies[primary]):.2f} (the accuracy of the final "
+                f"  final set: {np.mean(final):.2f} (the accuracy of the final "
                 "synthetic set; the verdict tests the paper's max over evaluations)"
             )
         for entry in record["baselines"]:
@@ -476,6 +485,27 @@ class Reproduction:
                 }
             )
         return out
+
+
+def summary_metrics(key: str, sets: list[list[float]]) -> dict[str, float]:
+    """MLflow summary metrics of accuracies grouped by synthetic set under ``key``
+    (``eval/<arch>/acc``): the mean, ``_std`` (over all networks) and ``_n`` the regression
+    check and leaderboards read, and the variance split (``std_between_sets``,
+    ``std_within_set``, ``icc``; only where estimable)."""
+    flat = [a for values in sets for a in values]
+    out = {key: float(np.mean(flat)), key.replace("acc", "n"): len(flat)}
+    if len(flat) > 1:
+        out[f"{key}_std"] = float(np.std(flat, ddof=1))
+    split = variance_split(sets)
+    prefix = key.removesuffix("acc")
+    for name, value in (
+        ("std_between_sets", split.std_between),
+        ("std_within_set", split.std_within),
+        ("icc", split.icc),
+    ):
+        if np.isfinite(value):
+            out[prefix + name] = float(value)
+    return out
 
 
 def _run_tags(

@@ -24,6 +24,15 @@ synthetic set; ``max_over_evaluations``, the best mean over the evaluations made
 distillation (MTT's, a selection on the test set)."""
 
 
+class QuoteModel(TomlModel):
+    """``[[published.alternatives]]``: another quote of the same cell (other digits printed by
+    a secondary source); the verdict reports whether it would change."""
+
+    mean: float = Field(description="the quoted mean accuracy in percent")
+    std: float | None = Field(None, ge=0, description="the quoted std in percentage points")
+    source: str = Field(description="where this quote is printed")
+
+
 class PublishedModel(TomlModel):
     """``[published]``: the published result and where it is from. To add a key, add a field
     here (and to ``bench.evaluation.stats.Published`` if the verdict needs it): fields that
@@ -40,6 +49,18 @@ class PublishedModel(TomlModel):
     statistic: Literal[STATISTICS] = Field(  # type: ignore[valid-type]
         "final", description="what the number measures: " + ", ".join(STATISTICS)
     )
+    num_exp: int | None = Field(
+        None, ge=1, description="synthetic sets behind the published number (its design)"
+    )
+    num_eval: int | None = Field(
+        None, ge=1, description="networks trained per synthetic set (n = num_exp x num_eval)"
+    )
+    std_ddof: Literal[0, 1] = Field(
+        1, description="0: the reference printed the population std (np.std); 1: a sample std"
+    )
+    alternatives: list[QuoteModel] = Field(
+        default_factory=list, description="other quotes of the same cell, with their sources"
+    )
 
     @model_validator(mode="after")
     def _mean_has_a_source_or_a_note_says_why_none(self) -> PublishedModel:
@@ -47,6 +68,10 @@ class PublishedModel(TomlModel):
             raise rule("'mean' without 'source'; add source = \"<paper, venue, table>\"")
         if self.mean is None and not self.note:
             raise rule("no 'mean'; say in 'note' why it is missing")
+        if self.num_exp and self.num_eval:
+            product = self.num_exp * self.num_eval
+            if self.n is not None and self.n != product:
+                raise rule(f"n={self.n} but num_exp x num_eval = {product}; fix one")
         return self
 
 

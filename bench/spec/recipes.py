@@ -27,7 +27,7 @@ from bench.core.errors import ConfigError
 from bench.core.paths import RECIPES_DIR as RECIPES_DIR  # re-exported for older callers
 from bench.core.paths import find_toml, recipe_dirs, toml_files
 from bench.core.schema import parse, read_toml
-from bench.evaluation.stats import Published
+from bench.evaluation.stats import Published, Quote
 from bench.spec.recipe_schema import STATISTICS as STATISTICS  # re-exported
 from bench.spec.recipe_schema import GroupModel, RecipeModel
 
@@ -99,10 +99,16 @@ def recipe_names() -> list[str]:
 
 
 def _published(model: Any) -> Published | None:
+    """``Published`` from the ``[published]`` model; ``n`` is ``num_exp x num_eval`` where the
+    design is given."""
     if model.mean is None:
         return None
     shared = {f.name for f in dataclasses.fields(Published)}
-    return Published(**{key: value for key, value in model if key in shared})
+    values = {key: value for key, value in model if key in shared}
+    values["alternatives"] = tuple(Quote(q.mean, q.std, q.source) for q in model.alternatives)
+    if model.num_exp and model.num_eval:
+        values["n"] = model.num_exp * model.num_eval
+    return Published(**values)
 
 
 def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
