@@ -209,6 +209,8 @@ def _pool(recipe: Recipe, runs: list[MeasuredRun]) -> Verdict:
         if first.dataset and first.dataset != recipe.dataset:
             reasons.append(f"data: {first.dataset}, not the original {recipe.dataset}")
         reasons = reasons or ["a run off the paper's protocol"]
+    if first.recipe_version and first.recipe_version != str(recipe.version):
+        reasons.append(f"recipe v{first.recipe_version}, superseded by v{recipe.version}")
     sets = [s for r in runs for s in r.sets]
     return verdict(sets, recipe.published, recipe.margin, recipe.alpha, reasons, recipe.statistic)
 
@@ -230,7 +232,14 @@ def build_rows(recipes: list[Recipe], runs: list[MeasuredRun]) -> list[Row]:
                 mine.append(Row(recipe, tuple(poolable), _pool(recipe, poolable)))
             else:
                 mine.append(Row(recipe, (members[-1],)))
-        mine.sort(key=lambda r: (r.run.dataset_name, BUDGET_ORDER.get(r.run.budget, 9), r.run.cell))
+        mine.sort(
+            key=lambda r: (
+                r.run.recipe_version != str(recipe.version),  # the current protocol first
+                r.run.dataset_name,
+                BUDGET_ORDER.get(r.run.budget, 9),
+                r.run.cell,
+            )
+        )
         rows += mine or [Row(recipe)]
     return rows
 
@@ -263,8 +272,12 @@ def _fmt_spread(row: Row) -> str:
 def table_cells(row: Row, dataset_names: dict[str, str]) -> list[str]:
     """The cells of ``row`` under ``HEADERS``."""
     recipe, run = row.recipe, row.run
+    name = recipe.name
+    if run is not None and run.recipe_version and run.recipe_version != str(recipe.version):
+        # an older protocol of this recipe: shown, never mixed with the current version's runs
+        name += f" (v{run.recipe_version}, superseded by v{recipe.version})"
     cells = [
-        recipe.name,
+        name,
         run.dataset_name if run else dataset_names[recipe.dataset],
         ipc_label(recipe.ipc),
         format_published(recipe),
