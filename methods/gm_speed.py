@@ -3,15 +3,17 @@
 For each ipc it measures, on real MNIST with the paper's per-iteration settings (256 real
 images per class, the reference's outer/inner loops):
 
-- outer iterations per second of gradient matching (median over the timed iterations) with the
+- seconds per outer iteration of gradient matching (median over the timed iterations) with the
   plain loop (the defaults: the reference's per-class matching in float32) and, side by side on
   the same seeds, with each fast variant (``VARIANTS``): its ratio to the plain loop and the
   relative difference of its synthetic set from the plain loop's after the timed iterations
-  (float summation order for the speed-only variants; bf16 changes the numbers); and the plain
-  loop's FLOPs per second as a fraction of this device's fp32 matmul peak (the physical limit
-  of any speed-up of the same maths);
+  (float summation order for the speed-only variants; bf16 changes the numbers); and each one's
+  FLOPs per second (the plain loop's FLOPs: the same maths) as a fraction of this device's fp32
+  matmul peak (the physical limit of any speed-up of the same maths);
 - evaluation epochs per second of training one ConvNet-3 on the ``10 * ipc`` synthetic images
-  with DC augmentation, and the seconds of one pass over the 10,000 test images;
+  with DC augmentation, and the seconds and fraction of matmul peak of one pass over the
+  10,000 test images, eager (the reference's float32 pass) and compiled (the shared
+  evaluation's), with the number of test images whose predicted class differs between them;
 - side by side on the same synthetic set and seeds: ``networks`` ConvNet-3s trained one after
   another against the same networks trained together (``eval.networks_per_batch``), as
   network-epochs per second, their ratio, and the largest relative difference between the two
@@ -19,6 +21,10 @@ images per class, the reference's outer/inner loops):
 - peak memory: CUDA's ``max_memory_allocated`` on a GPU, else the process's peak resident set
   size (a high-water mark, so it can only grow from one case to the next).
 
+Nothing timed runs under ``FlopCounterMode`` (its per-operator dispatch costs 3-6 %): FLOPs are
+counted in separate untimed passes. Every comparison is interleaved (A, B, A, B, ... over
+``--repeats`` rounds; medians and their spread are reported), and the matmul peak and the load
+average are recorded before and after, so figures taken on a shared machine can be judged.
 Results are printed and written as JSON to ``<out>/gm-<commit>.json`` to compare across commits.
 A speed goal belongs here, not in a timed unit test.
 """
@@ -26,9 +32,9 @@ A speed goal belongs here, not in a timed unit test.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -42,7 +48,7 @@ from bench.core.errors import UserError
 from bench.core.provenance import git_commit, hardware, package_versions
 from bench.data.real import load_card, load_real
 from bench.data.synthetic import SyntheticSet
-from bench.evaluation.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
+from bench.evaluation.evaluate import EvalProtocol, predictions, train_on_synthetic
 from bench.speed.benchmark import matmul_peak_gflops, peak_memory_mb
 from methods.gm import GMConfig, distill, loops_for
 
@@ -55,47 +61,71 @@ VARIANTS: dict[str, dict] = {
 """fast variants of the distillation loop (``GMConfig`` fields) compared with the plain loop"""
 
 
-def _time_distillation(
-    real, ipc: int, iterations: int, device, config: GMConfig, count_flops: bool = False
-) -> tuple[float, float, torch.Tensor]:
-    """(median seconds per outer iteration, FLOPs per outer iteration or 0, final synthetic
-    images) of ``iterations`` outer iterations of DC at ``config`` (seed 0). FLOPs are counted by
-    ``FlopCounterMode`` (its per-operator bookkeeping is small next to these convolutions)."""
+def _flops(fn) -> float:
+    """FLOPs of ``fn()`` counted by ``FlopCounterMode`` in an untimed pass (its per-operator
+    dispatch costs 3-6 % of a DC iteration, so nothing timed runs under it)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    stamps = [time.perf_counter()]
     counter = FlopCounterMode(display=False)
-    with counter if count_flops else contextlib.nullcontext():
-        synset = distill(
-            real,
-            ipc,
-            dataclasses.replace(config, iterations=iterations),
-            seed=0,
-            device=device,
-            after_iteration=lambda *_: stamps.append(time.perf_counter()),
-        )
-    seconds = statistics.median(b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True))
-    flops = counter.get_total_flops() / iterations if count_flops else 0.0
-    return seconds, flops, synset.images
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
 
 
-def _compare_distillation(real, ipc: int, iterations: int, device, variants) -> dict:
-    """The plain loop and each variant on the same seeds: seconds per outer iteration, ratio
-    to plain, and the relative difference of the synthetic set from the plain loop's."""
-    plain_s, flops, plain_images = _time_distillation(
-        real, ipc, iterations, device, GMConfig(), count_flops=True
+def _time_distillation(
+    real, ipc: int, iterations: int, device, config: GMConfig
+) -> tuple[float, torch.Tensor]:
+    """(median seconds per outer iteration, final synthetic images) of ``iterations`` outer
+    iterations of DC at ``config`` (seed 0), without FLOP counting."""
+    stamps = [time.perf_counter()]
+    synset = distill(
+        real,
+        ipc,
+        dataclasses.replace(config, iterations=iterations),
+        seed=0,
+        device=device,
+        after_iteration=lambda *_: stamps.append(time.perf_counter()),
     )
+    seconds = statistics.median(b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True))
+    return seconds, synset.images
+
+
+def _spread(values: list[float]) -> dict:
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _compare_distillation(real, ipc: int, iterations: int, device, variants, repeats: int) -> dict:
+    """The plain loop and each variant on the same seeds, interleaved (plain, v1, v2, ...,
+    ``repeats`` rounds): median seconds per outer iteration (and their spread over the rounds),
+    ratio to plain, and the relative difference of the synthetic set from the plain loop's.
+    FLOPs per outer iteration come from one separate untimed iteration of the plain loop."""
+    flops = _flops(lambda: distill(real, ipc, GMConfig(iterations=1), seed=0, device=device))
+    names = ["plain", *variants]
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    images: dict[str, torch.Tensor] = {}
+    for _ in range(repeats):
+        for name in names:
+            config = GMConfig(**VARIANTS.get(name, {}))
+            s, images[name] = _time_distillation(real, ipc, iterations, device, config)
+            seconds[name].append(s)
+    plain_s = statistics.median(seconds["plain"])
     compared = {}
     for name in variants:
-        seconds, _, images = _time_distillation(
-            real, ipc, iterations, device, GMConfig(**VARIANTS[name])
-        )
+        s = statistics.median(seconds[name])
+        difference = (images[name] - images["plain"]).norm() / images["plain"].norm()
         compared[name] = {
-            "seconds_per_outer_iteration": seconds,
-            "speedup": plain_s / seconds,
-            "relative_set_difference": float((images - plain_images).norm() / plain_images.norm()),
+            "seconds_per_outer_iteration": s,
+            "seconds_spread": _spread(seconds[name]),
+            "speedup": plain_s / s,
+            "relative_set_difference": float(difference),
         }
-    return {"seconds_per_outer_iteration": plain_s, "flops": flops, "variants": compared}
+    return {
+        "seconds_per_outer_iteration": plain_s,
+        "seconds_spread": _spread(seconds["plain"]),
+        "flops": flops,
+        "variants": compared,
+    }
 
 
 def _timed(fn, device):
@@ -118,16 +148,44 @@ def _noise_set(card, ipc: int) -> SyntheticSet:
     return SyntheticSet(images, labels, "bench", card.name, ipc, 0, "")
 
 
-def _time_evaluation(test, ipc: int, epochs: int, device) -> tuple[float, float]:
-    """(training epochs per second, seconds per test pass) for one ConvNet-3."""
+def _time_evaluation(test, ipc: int, epochs: int, device, repeats: int) -> dict:
+    """Training epochs per second of one ConvNet-3 on a noise set of ``10 * ipc`` images, and
+    the pass over the real test set, eager (``fast=False``: the reference's float32 pass) and
+    compiled (``fast=True``: the shared evaluation's), interleaved over ``repeats`` rounds after
+    an untimed first compiled pass (its compile time reported apart), with their predictions
+    compared image by image and their FLOPs counted in an untimed pass over 100 images."""
     card = test.card
     synset = _noise_set(card, ipc)
     protocol = EvalProtocol(augmentation="dc", epochs=epochs - 1)  # trains epochs - 1 + 1
     net, train_s = _timed(
         lambda: train_on_synthetic("ConvNet", synset, card, protocol, 0, device), device
     )
-    _, test_s = _timed(lambda: test_accuracy(net, test, protocol.batch_test, device), device)
-    return epochs / train_s, test_s
+    batch = protocol.batch_test
+    per_image = _flops(lambda: predictions(net, test.images[:100], 100, device)) / 100
+    flops = per_image * len(test.labels)
+    eager, _ = _timed(lambda: predictions(net, test.images, batch, device), device)
+    _, compile_s = _timed(
+        lambda: predictions(net, test.images[:batch], batch, device, True), device
+    )
+    seconds: dict[str, list[float]] = {"eager": [], "fast": []}
+    differ = 0
+    for _ in range(repeats):
+        for name in seconds:
+            predicted, s = _timed(
+                lambda name=name: predictions(net, test.images, batch, device, name == "fast"),
+                device,
+            )
+            seconds[name].append(s)
+            differ = max(differ, int((predicted != eager).sum()))
+    return {
+        "eval_epochs_per_s": epochs / train_s,
+        "test_pass_gflop": flops / 1e9,
+        "test_pass_s": statistics.median(seconds["fast"]),
+        "test_pass_eager_s": statistics.median(seconds["eager"]),
+        "test_pass_spread": {name: _spread(values) for name, values in seconds.items()},
+        "test_pass_compile_s": compile_s,
+        "test_pass_predictions_differing": differ,
+    }
 
 
 def _flat_parameters(net, stacked: dict, m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,30 +196,35 @@ def _flat_parameters(net, stacked: dict, m: int) -> tuple[torch.Tensor, torch.Te
 
 
 def _compare_batched_evaluation(
-    card, ipc: int, epochs: int, networks: int, device
+    card, ipc: int, epochs: int, networks: int, device, repeats: int
 ) -> tuple[float, float, float]:
-    """(sequential, batched) network-epochs per second for ``networks`` ConvNet-3s on the same
-    noise synthetic set and seeds, and the largest relative parameter difference between them."""
+    """(sequential, batched) network-epochs per second (medians of ``repeats`` interleaved
+    rounds) for ``networks`` ConvNet-3s on the same noise synthetic set and seeds, and the
+    largest relative parameter difference between them."""
     from bench.evaluation.batched import train_many
 
     synset = _noise_set(card, ipc)
     protocol = EvalProtocol(augmentation="dc", epochs=epochs - 1)
     seeds = list(range(networks))
-
-    alone, sequential_s = _timed(
-        lambda: [train_on_synthetic("ConvNet", synset, card, protocol, s, device) for s in seeds],
-        device,
-    )
-    stack, batched_s = _timed(
-        lambda: train_many("ConvNet", synset, card, protocol, seeds, device), device
-    )
+    sequential_s, batched_s = [], []
+    for _ in range(repeats):
+        alone, s = _timed(
+            lambda: [
+                train_on_synthetic("ConvNet", synset, card, protocol, s, device) for s in seeds
+            ],
+            device,
+        )
+        sequential_s.append(s)
+        stack, s = _timed(
+            lambda: train_many("ConvNet", synset, card, protocol, seeds, device), device
+        )
+        batched_s.append(s)
     gaps = []
     for m, net in enumerate(alone):
         one, stacked = _flat_parameters(net, stack.params, m)
         gaps.append(float((stacked - one).norm() / one.norm()))
-    gap = max(gaps)
     work = networks * epochs
-    return work / sequential_s, work / batched_s, gap
+    return work / statistics.median(sequential_s), work / statistics.median(batched_s), max(gaps)
 
 
 def run_benchmark(
@@ -173,12 +236,19 @@ def run_benchmark(
     epochs: int = 20,
     networks: int = 20,
     variants: tuple[str, ...] | None = None,
+    repeats: int = 3,
 ) -> dict:
-    """Measure and report (see module docstring); returns the JSON-ready results.
+    """Measure and report (see module docstring); returns the JSON-ready results. Every
+    comparison is interleaved over ``repeats`` rounds (medians and spread reported); the matmul
+    peak is measured before and after each ipc's measurements (median used, spread reported), and
+    the load average is recorded, since other processes on the machine slow every figure.
 
     Raises:
-        UserError: an unknown variant (``variants``: names of ``VARIANTS``; None: all).
+        UserError: an unknown variant (``variants``: names of ``VARIANTS``; None: all), or
+            ``repeats`` < 1.
     """
+    if repeats < 1:
+        raise UserError(f"--repeats must be at least 1, got {repeats}")
     variants = tuple(VARIANTS) if variants is None else variants
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -187,18 +257,34 @@ def run_benchmark(
     card = load_card("mnist")
     real = load_real(card, data_root, "train").to(device)
     test = load_real(card, data_root, "test")
-    peak = matmul_peak_gflops(device)
-    rows, variant_rows, results = [], [], []
+    peaks = [matmul_peak_gflops(device)]
+    load = [os.getloadavg()[0]]
+    rows, variant_rows, results, measured_ipcs = [], [], [], []
     for ipc in ipcs:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        distillation = _compare_distillation(real, ipc, iterations, device, variants)
+        distillation = _compare_distillation(real, ipc, iterations, device, variants, repeats)
+        evaluation = _time_evaluation(test, ipc, epochs, device, repeats)
+        sequential, batched, gap = _compare_batched_evaluation(
+            card, ipc, max(2, epochs // 4), networks, device, repeats
+        )
+        peaks.append(matmul_peak_gflops(device))
+        load.append(os.getloadavg()[0])
+        measured_ipcs.append((ipc, distillation, evaluation, sequential, batched, gap))
+    peak = statistics.median(peaks)
+    for ipc, distillation, evaluation, sequential, batched, gap in measured_ipcs:
         seconds_per_it = distillation["seconds_per_outer_iteration"]
         flops_per_it = distillation["flops"]
         of_peak = flops_per_it / seconds_per_it / 1e9 / peak
-        epochs_per_s, test_s = _time_evaluation(test, ipc, epochs, device)
-        sequential, batched, gap = _compare_batched_evaluation(
-            card, ipc, max(2, epochs // 4), networks, device
+        for measured in distillation["variants"].values():  # the same maths: the plain FLOPs
+            measured["fraction_of_matmul_peak"] = (
+                flops_per_it / measured["seconds_per_outer_iteration"] / 1e9 / peak
+            )
+        epochs_per_s, test_s = evaluation["eval_epochs_per_s"], evaluation["test_pass_s"]
+        test_gflop = evaluation["test_pass_gflop"]
+        evaluation["test_pass_fraction_of_matmul_peak"] = test_gflop / test_s / peak
+        evaluation["test_pass_eager_fraction_of_matmul_peak"] = (
+            test_gflop / evaluation["test_pass_eager_s"] / peak
         )
         outer, inner = loops_for(ipc, GMConfig())
         result = {
@@ -207,10 +293,10 @@ def run_benchmark(
             "outer_iterations_per_s": 1 / seconds_per_it,
             "seconds_per_outer_iteration": seconds_per_it,
             "gflop_per_outer_iteration": flops_per_it / 1e9,
+            "seconds_spread": distillation["seconds_spread"],
             "distillation_fraction_of_matmul_peak": of_peak,
             "distillation_variants": distillation["variants"],
-            "eval_epochs_per_s": epochs_per_s,
-            "test_pass_s": test_s,
+            **evaluation,
             "eval_networks": networks,
             "sequential_network_epochs_per_s": sequential,
             "batched_network_epochs_per_s": batched,
@@ -226,7 +312,10 @@ def run_benchmark(
                 f"{seconds_per_it:.2f} ({100 * of_peak:.0f}% of peak)",
                 f"{1 / seconds_per_it:.3f}",
                 f"{epochs_per_s:.1f}",
-                f"{test_s:.1f}",
+                f"{evaluation['test_pass_eager_s']:.1f} -> {test_s:.1f} "
+                f"({100 * evaluation['test_pass_eager_fraction_of_matmul_peak']:.0f}% -> "
+                f"{100 * evaluation['test_pass_fraction_of_matmul_peak']:.0f}% of peak, "
+                f"{evaluation['test_pass_predictions_differing']} predictions differ)",
                 f"{sequential:.1f}",
                 f"{batched:.1f}",
                 f"{batched / sequential:.2f}x",
@@ -243,7 +332,8 @@ def run_benchmark(
                     "yes"
                     if set(VARIANTS[name]) <= speed_only_fields(GMConfig)
                     else "no: off protocol",
-                    f"{measured['seconds_per_outer_iteration']:.2f}",
+                    f"{measured['seconds_per_outer_iteration']:.2f} "
+                    f"({100 * measured['fraction_of_matmul_peak']:.0f}% of peak)",
                     f"{measured['speedup']:.2f}x",
                     f"{measured['relative_set_difference']:.1e}",
                 ]
@@ -255,13 +345,18 @@ def run_benchmark(
         "hardware": hardware(device),
         "versions": package_versions(),
         "matmul_peak_gflops": peak,
+        "matmul_peak_gflops_measured": peaks,
+        "load_average_1min": load,
+        "repeats": repeats,
         "timed_outer_iterations": iterations,
         "timed_eval_epochs": epochs,
         "results": results,
     }
     print(
         f"DC gradient matching on MNIST, paper settings (256 real images/class); "
-        f"{hardware(device)}; fp32 matmul peak {peak:.0f} GFLOP/s"
+        f"{hardware(device)}; fp32 matmul peak {peak:.0f} GFLOP/s (measured "
+        f"{min(peaks):.0f}-{max(peaks):.0f}); 1-min load average {min(load):.1f}-{max(load):.1f}; "
+        f"medians of {repeats} interleaved rounds, FLOPs counted in separate untimed passes"
     )
     print(
         tabulate(
@@ -272,7 +367,7 @@ def run_benchmark(
                 "plain s/outer it",
                 "outer it/s",
                 "eval epochs/s",
-                "test pass s",
+                "test pass s: eager -> compiled",
                 f"{networks} nets: sequential net-epochs/s",
                 "batched net-epochs/s",
                 "speed-up",
@@ -323,6 +418,12 @@ def main(argv: list[str]) -> int:
         "channels_last, compile, batched, bf16 (default: all)",
     )
     p.add_argument("--iterations", type=int, default=3, help="outer iterations timed per ipc")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="interleaved rounds of every comparison (medians reported; default 3)",
+    )
     p.add_argument("--epochs", type=int, default=20, help="evaluation epochs timed per ipc")
     p.add_argument(
         "--networks",
@@ -343,5 +444,6 @@ def main(argv: list[str]) -> int:
         epochs=args.epochs,
         networks=args.networks,
         variants=None if args.variants is None else tuple(args.variants),
+        repeats=args.repeats,
     )
     return 0

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.core.seeds import derive_seed
 from bench.data.real import RealSet, load_card
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation import batched, evaluate
 from bench.evaluation.batched import train_many
 from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set, train_on_synthetic
-from bench.evaluation.networks import NETWORKS
+from bench.evaluation.networks import NETWORKS, build_network
 
 CPU = torch.device("cpu")
 
@@ -22,28 +23,47 @@ def noise_set(card, ipc: int = 1) -> SyntheticSet:
     return SyntheticSet(images, labels, "noise", card.name, ipc, 0, "")
 
 
-# Every architecture for one augmented step; ConvNet for 3 epochs of 3 steps. (Longer runs of
-# VGG11/ResNet18 drift apart at the float level: instance norm over 1x1 or 2x2 feature maps
-# amplifies summation-order differences, in sequential training just the same.)
+def _flat(params) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in params])
+
+
+# Every architecture for one augmented step; ConvNet for 3 epochs of 3 steps.
 @pytest.mark.parametrize(
     "model, epochs, batch_train", [(m, 0, 10) for m in NETWORKS] + [("ConvNet", 2, 4)]
 )
-def test_each_stacked_network_equals_the_one_trained_alone(model, epochs, batch_train):
+def test_each_stacked_network_equals_the_one_trained_alone(model, epochs, batch_train, monkeypatch):
+    """Stacked against alone, relative to the network's training update (trained - initial).
+
+    Measured on the AMD EPYC machine (issue 20): the update is 1.5-7 % of the parameters' norm;
+    a wrong data order or augmentation draw changes the parameters by 2-8 % of their norm but
+    by 115-145 % of the update; float summation order changes them by ~1e-6 of the update,
+    except for rare networks where a ReLU or instance norm turns it into a discrete difference
+    (ConvNet seed 5, 3 epochs: 6.4e-4 of the parameters' norm, 1e-2 of its update; the sequential
+    path alone is deterministic run to run, but which network hits this varied between runs),
+    which broke the earlier bound of 1e-4 of the parameters' norm. The bound, 5 % of the update,
+    is 5x that worst case and checked below to stay far under a wrong draw."""
     card = load_card("cifar10")
     synset = noise_set(card)
     protocol = EvalProtocol(epochs=epochs, augmentation="dc", batch_train=batch_train)
     seeds = [5, 6, 7]
     stack = train_many(model, synset, card, protocol, seeds, CPU)
+    bound = 0.05
     for m, seed in enumerate(seeds):
         alone = dict(
             train_on_synthetic(model, synset, card, protocol, seed, CPU).named_parameters()
         )
-        mine = torch.cat([stack.params[name][m].flatten() for name in alone])
-        theirs = torch.cat([p.flatten() for p in alone.values()])
-        # relative to the parameter vector's norm: float-order noise is ~1e-6, while a wrong
-        # seed, data order or augmentation draw changes the parameters by tens of percent
-        gap = float((mine - theirs).norm() / theirs.norm())
-        assert gap < 1e-4, f"{model} network {m}: relative difference {gap:.2e}"
+        initial = _flat(
+            build_network(model, 3, 10, card.image_size, derive_seed(seed, 0)).parameters()
+        )
+        update = _flat(alone.values()) - initial
+        mine = _flat(stack.params[name][m] for name in alone)
+        gap = float((mine - _flat(alone.values())).norm() / update.norm())
+        assert gap < bound, f"{model} network {m}: {gap:.2e} of its update"
+    # a wrong data order / augmentation draw (same initialisation) is far outside the bound
+    monkeypatch.setattr(evaluate, "derive_seed", lambda s, *k: derive_seed(s, *k) + (k == (1,)))
+    wrong = _flat(train_on_synthetic(model, synset, card, protocol, seeds[-1], CPU).parameters())
+    wrong_gap = float((wrong - _flat(alone.values())).norm() / update.norm())
+    assert wrong_gap > 4 * bound, f"{model}: a wrong draw moved it by only {wrong_gap:.2e}"
     # the networks differ from each other: each has its own seed
     first = next(iter(stack.params.values()))
     assert not torch.allclose(first[0], first[1])
@@ -77,3 +97,23 @@ def test_test_accuracy_many_matches_one_network_at_a_time(mnist):
         for s in (1, 2)
     ]
     assert accuracies == pytest.approx(alone, abs=0.21)
+
+
+def test_fast_test_pass_predicts_exactly_what_the_eager_pass_predicts(mnist):
+    """The compiled channels_last test pass of the shared evaluation against the eager float32
+    pass, on all 10,000 real MNIST test images: identical predicted classes, for a freshly
+    initialised network and one trained on 20 real images (not approximately: no image flips)."""
+    train, test = mnist
+    card = test.card
+    picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
+    synset = SyntheticSet(train.images[picks], train.labels[picks], "real", "mnist", 2, 0, "")
+    protocol = EvalProtocol(epochs=30, augmentation="dc")
+    fresh = build_network("ConvNet", 1, 10, card.image_size, 11)
+    trained = train_on_synthetic("ConvNet", synset, card, protocol, 3, CPU)
+    for net in (fresh, trained):
+        eager = evaluate.predictions(net, test.images, 1000, CPU, fast=False)
+        fast = evaluate.predictions(net, test.images, 1000, CPU, fast=True)
+        assert torch.equal(fast, eager), f"{int((fast != eager).sum())} predictions differ"
+    accuracy = evaluate.test_accuracy(trained, test, 1000, CPU, fast=True)
+    assert accuracy == 100.0 * int((eager == test.labels).sum()) / len(test.labels)
+    assert accuracy > 30  # trained: well above the 10% of chance
