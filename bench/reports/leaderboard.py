@@ -70,7 +70,10 @@ class MeasuredRun:
     """milliseconds since the epoch (MLflow's), to pick the newest run"""
     final_mean: float | None = None
     """where ``mean`` is the best evaluation during distillation (recipes whose published
-    number is that statistic, MTT's): the final synthetic set's mean accuracy, shown beside it"""
+    number is that statistic, MTT's) or on a stream of generator batches (GTN's): the final
+    synthetic set's mean accuracy, shown beside it"""
+    statistic: str = "final"
+    """what ``mean`` is (``bench.spec.recipes.STATISTICS``)"""
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,10 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
         if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
             continue
         # the statistic the published number measures (bench.spec.recipes.STATISTICS)
-        key, final = f"eval/{model}/acc", None
-        if f"eval/{model}/max_over_evaluations_acc" in metrics:
-            key, final = f"eval/{model}/max_over_evaluations_acc", metrics[key]
+        key, final, statistic = f"eval/{model}/acc", None, "final"
+        for other in ("max_over_evaluations", "stream"):
+            if f"eval/{model}/{other}_acc" in metrics:
+                key, final, statistic = f"eval/{model}/{other}_acc", metrics[key], other
         measured.append(
             MeasuredRun(
                 run_id=run.info.run_id,
@@ -114,6 +118,7 @@ def read_runs(tracker: Tracker) -> list[MeasuredRun]:
                 hardware=tags.get("hardware", ""),
                 start_time=run.info.start_time,
                 final_mean=final,
+                statistic=statistic,
             )
         )
     return measured
@@ -137,7 +142,8 @@ def _fmt_measured(run: MeasuredRun) -> str:
     std = MISSING if run.std is None or math.isnan(run.std) else f"{run.std:.2f}"
     text = f"{run.mean:.2f} ± {std} (n={run.n})"
     if run.final_mean is not None:
-        text += f" max over evaluations; final set {run.final_mean:.2f}"
+        what = run.statistic.replace("_", " ")
+        text += f" {what}; final set {run.final_mean:.2f}"
     return text
 
 

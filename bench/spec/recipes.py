@@ -43,13 +43,15 @@ _RECIPE_KEYS = {
     "leaderboard",
     "leaderboard_row",
     "baselines",
+    "variant",
 }
 _GROUP_KEYS = {"name", "version", "title", "members", "note"}
 _PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked", "statistic"}
-STATISTICS = ("final", "max_over_evaluations")
+STATISTICS = ("final", "max_over_evaluations", "stream")
 """What a published number measures: ``final``, the accuracy of networks trained on the final
 synthetic set; ``max_over_evaluations``, the best mean over the evaluations made during
-distillation (MTT's, a selection on the test set)."""
+distillation (MTT's, a selection on the test set); ``stream``, the accuracy of networks trained
+on a fresh generator batch every epoch (GTN's, with ``eval.stream = true``)."""
 _TEST_KEYS = {"margin", "alpha"}
 _BUDGET_KEYS = {"description", "method", "eval"}
 
