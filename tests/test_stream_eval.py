@@ -33,3 +33,15 @@ def test_every_epoch_trains_once_on_a_fresh_whole_batch(monkeypatch):
     # the reference's range(Epoch + 1): 4 passes, 4 fresh draws, one step on each whole batch
     assert len(drawn) == 4 and not torch.equal(drawn[0], drawn[1])
     assert batches == [300] * 4
+
+
+def test_stream_needs_a_method_that_draws_one(tmp_path, capsys):
+    """eval.stream on a method without ``Method.stream`` fails before loading any data, with a
+    one-line error naming the fix."""
+    from bench.cli import main
+
+    code = main(
+        ["reproduce", "random-mnist-ipc10", "--out", str(tmp_path), "--set", "eval.stream=true"]
+    )
+    assert code != 0
+    assert "set eval.stream=false" in capsys.readouterr().err
