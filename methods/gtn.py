@@ -3,9 +3,12 @@ unrolled back-propagation.
 
 Medvedev, D'yakonov, "Learning to Generate Synthetic Training Data using Gradient Matching and
 Implicit Differentiation", AIST 2021 (arXiv 2203.08559); reference code
-dm-medvedev/EfficientDistillation at commit 64cf463 (``gtn/models/mnist_teacher.py``,
-``my_experiments/learning_loop.py``: ``gmpc_train``, ``ift_train``, ``higher_train``;
-``ift/implicit_diff.py``; launch scripts ``gm-gtn/exp5``, ``ift-gtn/exp3``). GTN is Such et al.,
+dm-medvedev/EfficientDistillation at commit 7ebe4b9, the paper-era one (``gtn/models/
+mnist_teacher.py``, ``my_experiments/learning_loop.py``: ``gmpc_train``, ``ift_train``,
+``higher_train``; ``ift/implicit_diff.py``; launch scripts ``gm-gtn/exp5``, ``ift-gtn/exp3``,
+``higher-gtn/exp3``; ``look_for_results.py``, ``generalization.py``). The later 64cf463 changes
+only the evaluation, and breaks it (``evaluate_net`` tests ``ep in epoch_to_eval`` with its
+default ``None``). GTN is Such et al.,
 "Generative Teaching Networks", ICML 2020; IFT is Lorraine, Vicol, Duvenaud, "Optimizing Millions
 of Hyperparameters by Implicit Differentiation", AISTATS 2020 (code AvivNavon/AuxiLearn).
 
@@ -31,18 +34,43 @@ iteration draws a fresh learner (the reference's "epoch") and updates G by one o
 
 L_V and the real gradients use the training images after the first ``validation_images``; those
 first images are the validation split on which, every ``select_every`` iterations, a ConvNet
-trained on a sample of G is tested, and the best generator is kept (the reference's
-``eval_step`` and ``best_teacher``). The synthetic set is then ``ipc`` samples per class of the
-kept generator (eval mode), drawn from a seeded noise; its weights are saved beside it.
+trained on G's stream is tested, and the best generator is kept (the reference's ``eval_step``
+and ``best_teacher``; 0: the last). The synthetic set is ``ipc`` samples per class of the kept
+generator (eval mode) from a seeded noise, with G's weights in its extras; ``stream_from_set``
+rebuilds G from them for the shared evaluation on a stream (``eval.stream``).
 
-Differences from the reference, stated where they apply: GM generates all classes in one batch
-(``gm_matching_loss`` says why); every draw (noise, real batches,
-learners) comes from seeds derived from the run's seed, per iteration, so ``--resume`` is exact;
-the evaluated synthetic set is one fixed sample (the reference's evaluation draws fresh noise
-every epoch, i.e. trains on a stream of samples); the learner-convergence test of
-``ift_train`` (stop when the squared gradient norm falls below ``1e-4`` of the first) is kept as
-``inner_tolerance``; the training loss of the IFT step is computed on the same noise as the last
-learner step (the reference draws a new one).
+Reference (7ebe4b9) -> this code -> same or different, why:
+
+- ``MNISTTeacher(64, 64, 32, 16)``, fresh ``rand`` noise per call -> ``Generator``, ``sample`` ->
+  same
+- ``gmpc_train``: each class by ``prepare_data(.., class_nm)`` in train mode ->
+  ``gm_matching_loss(class_batches=True)`` -> same; the ``-fixed`` recipe generates one balanced
+  batch (BatchNorm over one class erases the label)
+- ``batches4classes``: loader batches until 256 per class -> ``_RealBatches.per_class`` -> same
+  distribution, seeded draws
+- ``gm_loss(normalize=True)``, ``distance_wb``, clip 10 -> ``gradient_distance`` / tensors, clip 10
+  -> same
+- ``ift_train``: break when ``norm < norm0 * 1e-4`` -> ``inner_tolerance`` -> same
+- ``ift_train``: L_T on a new noise draw -> L_T on the last learner step's noise -> different: one
+  draw fewer, same distribution
+- ``MetaOptimizer``/``Hypergrad``: Neumann series, 1/alpha scale -> ``ift_hypergradient`` -> same
+- ``higher_train``: ``higher``'s differentiable SGD -> ``unrolled_validation_loss`` -> same
+  (PyTorch's momentum rule)
+- ``higher-gtn/exp3``: ``best_acc`` never updated, so the last generator ->
+  ``GTNUnrolledConfig.select_every = 0`` -> same; the ``-selected`` recipe selects as GM and IFT
+- ``gm-gtn/exp5``, ``ift-gtn/exp3``: best on validation every 10 epochs -> ``select_every = 10`` ->
+  same
+- ``eval_step``: ``TeacherIterDataset`` (a stream), lr 0.01, no aug -> ``validation_accuracy`` on
+  ``generator_stream`` -> same
+- ``look_for_results``/``generalization.py``: 3 tries x 5 learners on the stream -> ``eval.stream``:
+  shared evaluation, ``stream_acc`` -> same; the fixed 100-image set is a second statistic (``acc``)
+- ``look_for_results`` on exp5: no augmentation, ConvNet only -> recipe ``[eval]``: DC augmentation,
+  5 architectures -> different: generalization.py's protocol, shared with random-mnist-ipc10
+- labels ``x % 10`` (interleaved) -> class-major labels -> same (whole-batch steps do not use the
+  order)
+- unseeded draws, ``DataLoader`` shuffles -> seeds derived per iteration -> different: ``--resume``
+  is exact
+- ``dd-vs-gtn/gtn/bsz_500_k128`` (learned input noise) -> not implemented -> missing: no recipe
 """
 
 from __future__ import annotations
@@ -58,11 +86,16 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bench.core.config import require_positive
-from bench.core.errors import ConfigError
+from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet
 from bench.data.synthetic import GENERATOR_PREFIX, SyntheticSet
-from bench.evaluation.evaluate import EvalProtocol, test_accuracy, train_on_synthetic
+from bench.evaluation.evaluate import (
+    EvalProtocol,
+    SyntheticStream,
+    test_accuracy,
+    train_on_synthetic,
+)
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
 from bench.spec.outer_loop import OuterLoop
@@ -137,6 +170,11 @@ class GTNGMConfig(GTNConfig):
     """learner SGD steps on one generated batch between generator updates"""
     select_epochs: int = 10
     """the gm-gtn launch script's ``eval_c.epoch``"""
+    class_batches: bool = True
+    """True (the reference's ``prepare_data(teacher, None, class_nm)``): each class's samples
+    of the matching loss are generated as their own train-mode batch, so BatchNorm normalises
+    over one class; False (the ``-fixed`` variant): one balanced batch of all classes, split
+    by class (see ``gm_matching_loss``)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,6 +211,10 @@ class GTNUnrolledConfig(GTNConfig):
     ``higher_train``, with the learner's SGD made differentiable as ``higher`` does)."""
 
     inner_steps: int = 10
+    select_every: int = 0
+    """0: keep the last generator, as the reference (the ``higher-gtn`` launch scripts test the
+    generator every 20 epochs but never update ``best_acc``, so the dumped teacher is the last
+    one tested, that of the last epoch)"""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -287,17 +329,20 @@ def gm_matching_loss(
     real_by_class: Sequence[torch.Tensor],
     per_class: int,
     rng: torch.Generator,
+    class_batches: bool = True,
 ) -> torch.Tensor:
     """Per-class gradient matching loss of the generator (reference ``gmpc_train``/``gm_loss``
     with ``normalize=True``): the mean over classes of ``gradient_distance`` (DC Eq. 11)
     between the learner's gradients on ``per_class`` generated and on the real images of
     that class, divided by the number of parameter tensors.
 
-    The generated images of all classes come from one balanced batch, split by class. (The
-    reference generates each class separately in train mode, so its BatchNorm normalises over
-    one class: the first BatchNorm removes most of the one-hot label's shift, and the eval-mode
-    samples, normalised by running statistics, are not what was trained. Run that way, the
-    smoke budget's synthetic set tested at 3.7%, below chance.)
+    ``class_batches`` (the reference): each class's images are generated as their own batch in
+    the generator's mode (train: BatchNorm over that class alone). The first BatchNorm then
+    removes the one-hot label's shift wherever the first layer is linear (exactly, when every
+    pre-activation is positive), and the eval-mode samples, normalised by running statistics
+    of single-class batches, are not what was trained: the smoke budget's fixed set tested at
+    3.7%. ``class_batches=False`` (the ``-fixed`` variant): one balanced batch of all classes,
+    split by class.
 
     Args:
         real_by_class: one real batch ``[B, C, H, W]`` per class, on the learner's device.
@@ -306,13 +351,18 @@ def gm_matching_loss(
     """
     params = list(learner.parameters())
     device = real_by_class[0].device
-    synthetic = sample(generator, balanced_labels(len(real_by_class), per_class, device), rng)
+    if not class_batches:
+        balanced = balanced_labels(len(real_by_class), per_class, device)
+        synthetic = sample(generator, balanced, rng)
     total = 0.0
     for c, real in enumerate(real_by_class):
         y_real = torch.full((len(real),), c, device=device)
         g_real = torch.autograd.grad(F.cross_entropy(learner(real), y_real), params)
         y_syn = torch.full((per_class,), c, device=device)
-        x_syn = synthetic[c * per_class : (c + 1) * per_class]
+        if class_batches:
+            x_syn = sample(generator, y_syn, rng)
+        else:
+            x_syn = synthetic[c * per_class : (c + 1) * per_class]
         g_syn = torch.autograd.grad(
             F.cross_entropy(learner(x_syn), y_syn), params, create_graph=True
         )
@@ -448,7 +498,7 @@ def _gm_iteration(gen, optimizer, learner, learner_opt, real, labels, ipc, confi
     losses = []
     for _ in range(config.outer_loop):
         gen.train()
-        loss = gm_matching_loss(gen, learner, real.per_class(rng), ipc, rng)
+        loss = gm_matching_loss(gen, learner, real.per_class(rng), ipc, rng, config.class_batches)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         generator_step(gen, optimizer, config.grad_clip)
@@ -585,13 +635,60 @@ def sample_synthetic_set(
     )
 
 
+def generator_stream(generator: Generator, labels: torch.Tensor) -> SyntheticStream:
+    """The reference's ``TeacherIterDataset``: every call, a fresh batch of ``generator``'s
+    samples for int64 ``labels [N]`` in eval mode (running BatchNorm statistics), noise drawn
+    with the caller's ``rng``; returns ``(images [N, C, H, W], labels [N])``."""
+    generator = generator.eval()
+
+    def draw(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return sample(generator, labels, rng, grad=False), labels
+
+    return draw
+
+
+def stream_from_set(synset: SyntheticSet, config: GTNConfig, device) -> SyntheticStream:
+    """``Method.stream``: the generator stored in ``synset``'s extras (``generator.*``), rebuilt
+    for ``config``'s architecture on ``device``, drawing batches of ``synset``'s size and
+    class-major labels (the reference's batch of ``batch_size`` = classes x ipc).
+
+    Raises:
+        ShapeError: the set carries no generator.
+    """
+    weights = synset.generator_weights()
+    if not weights:
+        raise ShapeError(
+            f"eval.stream: this {synset.method} set carries no generator weights; "
+            "set eval.stream=false"
+        )
+    channels, size = synset.images.shape[1], synset.images.shape[-1]
+    num_classes = int(synset.labels.max()) + 1
+    with torch.random.fork_rng(devices=[]):  # the weights are loaded, the init is discarded
+        generator = Generator(config, channels, num_classes, size)
+    generator.load_state_dict(weights)
+    return generator_stream(generator.to(device), synset.labels.to(device))
+
+
 def validation_accuracy(
-    synset: SyntheticSet, validation: RealSet, config: GTNConfig, seed: int, device
+    generator: Generator,
+    labels: torch.Tensor,
+    validation: RealSet,
+    config: GTNConfig,
+    seed: int,
+    device,
 ) -> float:
-    """Accuracy (%) on the validation split of a learner network trained ``select_epochs`` on
-    ``synset`` (lr 0.01, halved schedule, no augmentation: the reference's ``evaluate_net``)."""
+    """Accuracy (%) on the validation split of a learner network trained ``select_epochs + 1``
+    epochs on a fresh batch of ``generator`` with ``labels`` each epoch (lr 0.01, x0.1 after
+    half, no augmentation: the reference's ``eval_step`` -> ``evaluate_net`` on a
+    ``TeacherIterDataset``). Leaves the generator in eval mode."""
     protocol = EvalProtocol(num_exp=1, num_eval=1, epochs=config.select_epochs)
-    net = train_on_synthetic(config.learner, synset, validation.card, protocol, seed, device)
+    stream = generator_stream(generator, labels)
+    empty = SyntheticSet(
+        torch.empty(0), torch.empty(0, dtype=torch.int64), "", validation.card.name, 0, seed, ""
+    )
+    net = train_on_synthetic(
+        config.learner, empty, validation.card, protocol, seed, device, stream=stream
+    )
     return test_accuracy(net, validation, 1000, device)
 
 
@@ -673,13 +770,12 @@ def distill(
             hint="lower method.lr_generator (the kept generator's sample is what is kept)",
         )
         if config.select_every and (it + 1) % config.select_every == 0:
-            candidate = sample_synthetic_set(gen, real, ipc, derive_seed(seed, _SAMPLE), method)
             accuracy = validation_accuracy(
-                candidate, validation, config, derive_seed(seed, _SELECT, it), device
+                gen, training.labels, validation, config, derive_seed(seed, _SELECT, it), device
             )
             metrics["distill/validation_acc"] = accuracy
             if accuracy > best["accuracy"]:
-                best = {"accuracy": accuracy, "weights": candidate.generator_weights()}
+                best = {"accuracy": accuracy, "weights": copy.deepcopy(gen.state_dict())}
         loop.report(it, metrics)
     return loop.synthetic_set()
 
@@ -689,6 +785,7 @@ GTN_GM = Method(
     config_class=GTNGMConfig,
     kind=Kind.DISTILLED,
     distill=distill,
+    stream=stream_from_set,
     speed_benchmark="methods.gtn_speed:main",
     description="generative teaching network trained by gradient matching (GTN+GM)",
 )
@@ -697,6 +794,7 @@ GTN_IFT = Method(
     config_class=GTNIFTConfig,
     kind=Kind.DISTILLED,
     distill=distill,
+    stream=stream_from_set,
     speed_benchmark="methods.gtn_speed:main",
     description="generative teaching network trained by implicit differentiation (GTN+IFT)",
 )
@@ -705,6 +803,7 @@ GTN_UNROLLED = Method(
     config_class=GTNUnrolledConfig,
     kind=Kind.DISTILLED,
     distill=distill,
+    stream=stream_from_set,
     speed_benchmark="methods.gtn_speed:main",
     description="generative teaching network trained by unrolled back-propagation",
 )

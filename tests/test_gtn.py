@@ -10,12 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.errors import ConfigError
+from bench.core.seeds import derive_seed
 from methods.gtn import (
     Generator,
     GTNConfig,
     GTNGMConfig,
     GTNIFTConfig,
     GTNTraining,
+    GTNUnrolledConfig,
     balanced_labels,
     build_generator,
     distill,
@@ -26,6 +28,7 @@ from methods.gtn import (
     learner_step,
     neumann_inverse_hvp,
     sample,
+    stream_from_set,
 )
 from methods.gtn_speed import SavedTensorMeter, mnist_shaped_real, variant_config
 
@@ -208,3 +211,75 @@ def test_config_errors(small_mnist):
         GTNTraining(GTNGMConfig(validation_images=3000), small_mnist, 1, 0, torch.device("cpu"))
     with pytest.raises(ConfigError, match="no GTN variant"):
         GTNTraining(GTNConfig(), small_mnist, 1, 0, torch.device("cpu"))
+
+
+def _linear_first_layer(generator: Generator) -> Generator:
+    """Every first-layer pre-activation positive (noise in [0, 1), weights >= 0, bias 5), so
+    LeakyReLU is the identity there and the one-hot label adds one constant per feature."""
+    with torch.no_grad():
+        generator.fc1.weight.abs_()
+        generator.fc1.bias.fill_(5.0)
+    return generator.train()
+
+
+def test_class_batches_erase_the_label_as_the_reference_does():
+    """Reference quirk (gmpc_train -> prepare_data(teacher, None, class_nm), train mode): a
+    batch of one class is normalised by its own BatchNorm statistics, and BN(x + c) = BN(x)
+    for a constant c, so with a linear first layer the label changes nothing. In a balanced
+    batch of all classes it does."""
+    generator = _linear_first_layer(Generator(GTNConfig(), 1, 10, 28))
+    noise = torch.rand(5, 64, generator=torch.Generator().manual_seed(0))
+    as_zero = generator(noise, torch.zeros(5, dtype=torch.int64))
+    as_seven = generator(noise, torch.full((5,), 7))
+    torch.testing.assert_close(as_zero, as_seven, atol=1e-4, rtol=0)  # float32 rounding
+    mixed = generator(torch.cat([noise, noise]), torch.tensor([0] * 5 + [7] * 5))
+    assert (mixed[:5] - mixed[5:]).abs().max() > 1e-2
+
+
+def test_gm_loss_draws_one_batch_per_class_or_one_balanced_batch():
+    """class_batches=True calls the generator once per class with that class's labels (the
+    reference); False once, with all classes."""
+    generator = Generator(GTNConfig(), 1, 3, 28)
+    learner = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3))
+    seen = []
+    generator.register_forward_hook(lambda m, args, out: seen.append(args[1].tolist()))
+    real = [torch.randn(4, 1, 28, 28) for _ in range(3)]
+    gm_matching_loss(generator, learner, real, 2, torch.Generator().manual_seed(0), True)
+    assert seen == [[0, 0], [1, 1], [2, 2]]
+    seen.clear()
+    gm_matching_loss(generator, learner, real, 2, torch.Generator().manual_seed(0), False)
+    assert seen == [[0, 0, 1, 1, 2, 2]]
+
+
+def test_unrolled_keeps_the_last_generator(small_mnist):
+    """Reference higher-gtn: `best_acc = acc` is commented out, so the dumped teacher is the
+    last one; GTNUnrolledConfig's default select_every=0 does the same."""
+    config = GTNUnrolledConfig(iterations=2, inner_steps=1, batch_real=16, validation_images=1000)
+    assert config.select_every == 0
+    states = {}
+    synset = distill(
+        small_mnist,
+        1,
+        config,
+        3,
+        torch.device("cpu"),
+        after_iteration=lambda it, metrics, state: states.setdefault(it, state()),
+    )
+    last = states[1]["generator"]
+    for name, value in synset.generator_weights().items():
+        assert torch.equal(value, last[name]), name
+
+
+def test_stream_from_set_draws_fresh_eval_mode_batches(small_mnist):
+    """The reference's TeacherIterDataset: each epoch a new batch of the stored generator, in
+    eval mode, of the set's size and labels; the first draw with the set's noise seed is the
+    set itself."""
+    config = GTNUnrolledConfig(iterations=1, inner_steps=1, batch_real=16, validation_images=1000)
+    synset = distill(small_mnist, 2, config, 3, torch.device("cpu"))
+    stream = stream_from_set(synset, config, torch.device("cpu"))
+    rng = torch.Generator().manual_seed(0)
+    (a, ya), (b, _) = stream(rng), stream(rng)
+    assert a.shape == synset.images.shape and torch.equal(ya, synset.labels)
+    assert not torch.allclose(a, b)
+    replay = stream(torch.Generator().manual_seed(derive_seed(3, 4)))[0]  # _SAMPLE stream
+    torch.testing.assert_close(replay, synset.images)

@@ -49,6 +49,8 @@ def test_run_logs_set_generator_and_every_architecture(gtn_run, tmp_path):
     parent, child = _runs(tracker)
     assert parent.info.status == "FINISHED"
     assert {"eval/ConvNet/acc", "eval/MLP/acc"} <= set(parent.data.metrics)
+    # the reference's evaluation on the generator's stream, beside the fixed set
+    assert {"eval/ConvNet/stream_acc", "eval/MLP/stream_acc"} <= set(parent.data.metrics)
     losses = tracker.client.get_metric_history(child.info.run_id, "distill/loss")
     assert [m.step for m in losses] == [0, 1, 2]
     selections = tracker.client.get_metric_history(child.info.run_id, "distill/validation_acc")
@@ -79,5 +81,6 @@ def test_verdict_names_missing_baselines_and_no_published_number(gtn_run, tmp_pa
         "gtn-unrolled-mnist",
     ]
     assert all("not measured" in b["summary"] for b in verdict["baselines"])
+    assert verdict["statistic"] == "stream"
     assert verdict["verdict"].startswith("not comparable")
     assert "no published number" in verdict["verdict"]

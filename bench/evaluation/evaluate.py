@@ -8,6 +8,13 @@ optimizer at that point, which also resets the momentum buffer; so does this), b
 ``epochs + 1`` passes over the synthetic set as the reference's ``range(Epoch + 1)``, and the
 test accuracy of the final network. DC's paper reports mean +- std over ``num_exp`` synthetic
 sets x ``num_eval`` networks (5 x 20 = 100 models).
+
+A method whose set comes from a generator may also be evaluated on a *stream*
+(``EvalProtocol.stream``): the same schedule, but every pass trains on a fresh batch that a
+``SyntheticStream`` draws (the GTN reference's ``TeacherIterDataset``:
+dm-medvedev/EfficientDistillation@7ebe4b9, ``my_experiments/utils.py``, one generator batch per
+epoch, the whole batch one mini-batch). The method builds the stream from its set
+(``Method.stream``); the evaluation still happens here.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ from bench.data.synthetic import SyntheticSet
 from bench.evaluation.batched import AUGMENTED_TEST_BATCH, test_accuracy_many, train_many
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.evaluation.schedule import train_by_schedule, training_batches
+
+SyntheticStream = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+"""``stream(rng) -> (images [N, C, H, W], labels [N] int64)``: one epoch's training batch,
+drawn fresh with ``rng`` (CPU generator); on any device"""
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,10 @@ class EvalProtocol:
     strategy)"""
     batch_test: int = field(default=1000, metadata=SPEED_ONLY)
     """batch size of the test pass (speed only)"""
+    stream: bool = False
+    """also train every network on a stream of fresh batches from the method's generator
+    (``Method.stream``, the GTN reference's evaluation), logged as
+    ``eval/<model>/stream_acc`` beside the fixed set's ``eval/<model>/acc``"""
     networks_per_batch: int = field(default=1, metadata=SPEED_ONLY)
     """networks of one architecture trained together as one batched computation
     (``bench/batched.py``); 1 trains them one after another. Speed and memory only: every
@@ -121,13 +136,18 @@ def train_on_synthetic(
     seed: int,
     device: torch.device,
     on_epoch: Callable[[], None] | None = None,
+    stream: SyntheticStream | None = None,
 ) -> torch.nn.Module:
     """Train one freshly initialised ``model`` for ``card``'s image shape and classes on
     ``synset`` (images ``[N, C, H, W]`` normalised, labels ``[N]``) under ``protocol``.
 
-    The initial parameters come from ``derive_seed(seed, 0)``; data order and augmentation
-    draws from a generator seeded with ``derive_seed(seed, 1)``. Returns the trained network
-    (on ``device``, in train mode).
+    With ``stream``, every pass instead trains on one fresh batch ``stream(rng)`` as a single
+    mini-batch (whatever ``batch_train``: the reference's ``TeacherIterDataset`` yields its
+    batch whole), augmented as ``protocol`` says; ``synset`` is then unused.
+
+    The initial parameters come from ``derive_seed(seed, 0)``; data order, augmentation and
+    stream draws from a generator seeded with ``derive_seed(seed, 1)``. Returns the trained
+    network (on ``device``, in train mode).
     """
     net = build_network(
         model, card.channels, card.num_classes, card.image_size, derive_seed(seed, 0)
@@ -138,7 +158,11 @@ def train_on_synthetic(
     labels = synset.labels.to(device)
 
     def epoch_losses():
-        for x, y in training_batches(images, labels, protocol, generator, device):
+        x_all, y_all, batching = images, labels, protocol
+        if stream is not None:
+            x_all, y_all = (t.to(device) for t in stream(generator))
+            batching = dataclasses.replace(protocol, batch_train=len(y_all))
+        for x, y in training_batches(x_all, y_all, batching, generator, device):
             yield F.cross_entropy(net(x), y)
 
     train_by_schedule(net.parameters(), protocol, epoch_losses, on_epoch)
@@ -243,8 +267,11 @@ def evaluate_synthetic_set(
     done: dict[str, list[float]] | None = None,
     on_result: Callable[[str, int, float], None] | None = None,
     label: str = "",
+    stream: SyntheticStream | None = None,
 ) -> dict[str, list[float]]:
-    """Train and test ``protocol.num_eval`` networks of every architecture on ``synset``.
+    """Train and test ``protocol.num_eval`` networks of every architecture on ``synset``, or,
+    with ``stream``, on a fresh batch of the stream every epoch (``train_on_synthetic``; one
+    network at a time).
 
     Args:
         synset: the synthetic set (validated against ``test.card`` first).
@@ -289,9 +316,18 @@ def evaluate_synthetic_set(
                 first = len(results[model])
                 group = range(first, min(first + protocol.networks_per_batch, protocol.num_eval))
                 seeds = [derive_seed(seed, m_index, k) for k in group]
+                if stream is not None:
+                    group, seeds = group[:1], seeds[:1]
                 if len(seeds) == 1:
                     net = train_on_synthetic(
-                        model, synset, card, protocol, seeds[0], device, lambda: bar.update(1)
+                        model,
+                        synset,
+                        card,
+                        protocol,
+                        seeds[0],
+                        device,
+                        lambda: bar.update(1),
+                        stream,
                     )
                     augment = test_augmenter(protocol, seeds[0])
                     accuracies = [

@@ -86,7 +86,8 @@ class MeasuredRun:
     """milliseconds since the epoch (MLflow's), to order runs"""
     final_mean: float | None = None
     """where ``mean`` is the best evaluation during distillation (recipes whose published
-    number is that statistic, MTT's): the final synthetic set's mean accuracy, shown beside it"""
+    number is that statistic, e.g. MTT's) or on a stream of generator batches: the final
+    synthetic set's mean accuracy, shown beside it"""
     recipe_version: str = ""
     dataset: str = ""
     overrides: str = ""
@@ -97,6 +98,8 @@ class MeasuredRun:
     final_sets: tuple[tuple[float, ...], ...] | None = None
     pictures: tuple[str, ...] = ()
     """pictures of this run under the leaderboard folder (``grids/...``)"""
+    statistic: str = "final"
+    """what ``mean`` is (``bench.spec.recipes.STATISTICS``)"""
 
     @classmethod
     def from_record(cls, record: dict) -> MeasuredRun | None:
@@ -106,8 +109,10 @@ class MeasuredRun:
         if f"eval/{model}/acc" not in metrics:
             return None
         key, final = f"eval/{model}/acc", None
-        if f"eval/{model}/max_over_evaluations_acc" in metrics:
-            key, final = f"eval/{model}/max_over_evaluations_acc", metrics[key]
+        statistic = "final"
+        for other in ("max_over_evaluations", "stream"):  # bench.spec.recipes.STATISTICS
+            if f"eval/{model}/{other}_acc" in metrics:
+                key, final, statistic = f"eval/{model}/{other}_acc", metrics[key], other
 
         def nested(values):
             return None if values is None else tuple(tuple(map(float, s)) for s in values)
@@ -133,6 +138,7 @@ class MeasuredRun:
             sets=nested(record.get("sets")),
             final_sets=nested(record.get("final_sets")),
             pictures=tuple(record.get("pictures", ())),
+            statistic=statistic,
         )
 
     @property
@@ -251,7 +257,7 @@ def _fmt_measured(row: Row) -> str:
     finals = [a for r in row.runs for s in (r.final_sets or ()) for a in s]
     final = (sum(finals) / len(finals)) if row.pooled and finals else row.run.final_mean
     if row.run.final_mean is not None:
-        text += f" max over evaluations; final set {final:.2f}"
+        text += f" {row.run.statistic.replace('_', ' ')}; final set {final:.2f}"
     return text
 
 

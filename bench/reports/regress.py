@@ -8,11 +8,11 @@ smoke runs, with their run id, commit, seed and hardware (written by ``--record`
 
 The test, per suite entry: a one-sided Welch t-test (``scipy.stats.ttest_ind``,
 ``equal_var=False``, ``alternative="less"``) of H0 ``mu_now >= mu_baseline - tolerance``
-against H1 ``mu_now < mu_baseline - tolerance``, with ``tolerance = 1.0`` percentage point (or
-the entry's own ``tolerance``, with its reason beside it in ``SUITE``) and ``alpha = 0.01``. The
-entry fails when H0 is rejected: the accuracy dropped by more than the tolerance, significantly.
-Without spread on either side (identical accuracies) the test degenerates and the entry fails
-exactly when the mean dropped by more than the tolerance.
+against H1 ``mu_now < mu_baseline - tolerance``, with ``tolerance = 1.0`` percentage point and
+``alpha = 0.01``. The entry fails when H0 is rejected: the accuracy dropped by more than the
+tolerance, significantly (an entry may allow a wider tolerance, with its reason). Without spread
+on either side (identical accuracies) the test degenerates and the entry fails exactly when the
+mean dropped by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ class SuiteEntry:
 
     recipe: str
     dataset: str | None = None
+    overrides: tuple[str, ...] = ()
+    """``--set`` items that shrink the smoke budget further (kept in the run's tags)"""
     tolerance: float = TOLERANCE
-    """allowed drop (percentage points) before the test; larger only with a stated reason"""
+    """the drop (percentage points) the test allows; wider only where results legitimately
+    differ between CPU models"""
 
     @property
     def key(self) -> str:
@@ -56,11 +59,30 @@ class SuiteEntry:
         return f"{self.recipe}@{self.dataset}" if self.dataset else self.recipe
 
 
+GTN_TOLERANCE = 20.0
+"""GTN+GM's generator training amplifies floating-point differences: the same commit and seed
+gave 70.88% on an Intel Xeon and 64.82% on an AMD EPYC at the smoke budget. 20 pp holds on
+both and still fails on what breaks GTN (chance is 10%; the per-class BatchNorm bug 3.7%)."""
+
 SUITE = (
     SuiteEntry("gm-mnist-ipc1"),
     SuiteEntry("gm-fashionmnist-ipc1"),
     SuiteEntry("gm-cifar10-ipc1", "cifar10-jpeg"),
     SuiteEntry("random-mnist-ipc1"),
+    # GTN family: the balanced-batch variant (the faithful per-class one tests near chance, so a
+    # drop could not show), 3 learners x 3 matching steps, the last generator, 3 MLPs on the
+    # generator's stream: the test passes of ConvNet on 10,000 images would dominate the time
+    SuiteEntry(
+        "gtn-gm-mnist-fixed",
+        overrides=(
+            "method.iterations=3",
+            "method.outer_loop=3",
+            "method.batch_real=32",
+            "method.select_every=0",
+            "eval.models=MLP",
+        ),
+        tolerance=GTN_TOLERANCE,
+    ),
 )
 
 
@@ -141,7 +163,13 @@ def run_entry(entry: SuiteEntry, options) -> tuple[str, list[float], dict[str, s
     from bench.run.runner import Reproduction
     from bench.spec.recipes import load_recipe
 
-    options = dataclasses.replace(options, budget=BUDGET, seed=SEED, dataset=entry.dataset)
+    options = dataclasses.replace(
+        options,
+        budget=BUDGET,
+        seed=SEED,
+        dataset=entry.dataset,
+        set_items=(*options.set_items, *entry.overrides),
+    )
     run = Reproduction.start(load_recipe(entry.recipe), options)
     verdict = run.run()
     tags = run.tracker.get_run(run.parent).data.tags

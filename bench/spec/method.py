@@ -130,6 +130,12 @@ Artifacts = Callable[["SyntheticSet", "DatasetCard", Path], "list[Path]"]
 synthetic set and its grid (point clouds: a render of the clouds; GTN: the generator's weights);
 the runner logs each returned path"""
 
+StreamFromSet = Callable[["SyntheticSet", Any, "torch.device"], Callable]
+"""``stream(synset, config, device) -> SyntheticStream``: rebuild from a set the generator that
+sampled it (its extras) and return the callable drawing one fresh training batch per epoch
+(``bench.evaluation.evaluate.SyntheticStream``), for recipes with ``eval.stream = true`` (GTN:
+the reference evaluates its generators this way)"""
+
 
 @dataclass(frozen=True)
 class Method:
@@ -143,6 +149,7 @@ class Method:
         distill: the entry point (``Distill``).
         prepare_real: optional ``PrepareReal``.
         artifacts: optional ``Artifacts``.
+        stream: optional ``StreamFromSet``; needed by ``eval.stream``.
         speed_benchmark: optional ``"module:function"``, ``function(argv) -> int``, behind
             ``python -m bench speed <name>`` (a string: imported only when asked for).
         description: one line for ``python -m bench methods``.
@@ -154,6 +161,7 @@ class Method:
     distill: Distill
     prepare_real: PrepareReal | None = None
     artifacts: Artifacts | None = None
+    stream: StreamFromSet | None = None
     speed_benchmark: str | None = None
     description: str = ""
 

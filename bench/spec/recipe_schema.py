@@ -18,10 +18,11 @@ from bench.core.errors import ConfigError
 from bench.core.paths import CHECKOUT
 from bench.core.schema import TomlModel, json_schema, name_is_file_name, rule
 
-STATISTICS = ("final", "max_over_evaluations")
+STATISTICS = ("final", "max_over_evaluations", "stream")
 """What a published number measures: ``final``, the accuracy of networks trained on the final
 synthetic set; ``max_over_evaluations``, the best mean over the evaluations made during
-distillation (MTT's, a selection on the test set)."""
+distillation (MTT's, a selection on the test set); ``stream``, the accuracy of networks trained
+on a fresh generator batch every epoch (GTN's, with ``eval.stream = true``)."""
 
 
 class QuoteModel(TomlModel):
