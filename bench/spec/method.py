@@ -130,6 +130,12 @@ Artifacts = Callable[["SyntheticSet", "DatasetCard", Path], "list[Path]"]
 synthetic set and its grid (point clouds: a render of the clouds; GTN: the generator's weights);
 the runner logs each returned path"""
 
+Preflight = Callable[[Any], None]
+"""``preflight(config) -> None``: checks, before any data is loaded or run created, what this
+config needs from the machine beyond the suite's requirements (an optional dependency such as
+MinkowskiEngine); raises a ``bench.core.errors.UserError`` (one line naming what is missing and
+the fix)"""
+
 
 @dataclass(frozen=True)
 class Method:
@@ -143,6 +149,7 @@ class Method:
         distill: the entry point (``Distill``).
         prepare_real: optional ``PrepareReal``.
         artifacts: optional ``Artifacts``.
+        preflight: optional ``Preflight``, called by the runner before it creates any run.
         speed_benchmark: optional ``"module:function"``, ``function(argv) -> int``, behind
             ``python -m bench speed <name>`` (a string: imported only when asked for).
         description: one line for ``python -m bench methods``.
@@ -154,6 +161,7 @@ class Method:
     distill: Distill
     prepare_real: PrepareReal | None = None
     artifacts: Artifacts | None = None
+    preflight: Preflight | None = None
     speed_benchmark: str | None = None
     description: str = ""
 

@@ -15,6 +15,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
             table.get("description", ""), dict(table.get("method", {})), dict(table.get("eval", {}))
         )
     margin, alpha = float(raw["test"]["margin"]), float(raw["test"].get("alpha", 0.05))
-    if margin <= 0 or not 0 < alpha < 1:
+    if not 0 < margin < math.inf or not 0 < alpha < 1:  # NaN fails both
         raise ConfigError(
             f"{where} [test]: need margin > 0 and 0 < alpha < 1, got margin={margin}, alpha={alpha}"
         )
