@@ -337,9 +337,9 @@ class Reproduction:
             )
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
-        # iterations after the last checkpoint were logged before the interruption: replayed
-        # (bit-identically), they are not logged again
-        logged = self.tracker.logged_steps(child, "distill/loss") if resume else set()
+        # after --resume, the iterations since the last checkpoint were logged before the
+        # interruption: replayed (bit-identically), they are not logged again
+        logged = self.tracker.logged_steps(child, "distill/loss")
         started = time.perf_counter()
         total_left = iterations * self.config.eval.num_exp - index * iterations - start
         with tqdm(
@@ -384,7 +384,7 @@ class Reproduction:
         model = self.config.eval.models[0]
         protocol = dataclasses.replace(self.config.eval, models=(model,))
         key = f"distill/eval/{model}/acc"
-        logged = self.tracker.logged_steps(child, key) if state.get("distill") else set()
+        logged = self.tracker.logged_steps(child, key)
 
         def evaluate(it: int, synset: SyntheticSet) -> None:
             values = evaluate_synthetic_set(
