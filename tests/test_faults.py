@@ -454,3 +454,36 @@ def test_killed_run_resumes_to_the_identical_result(trial, reference, tmp_path, 
     assert sorted(m.step for m in losses) == [0, 1, 2, 3]  # each iteration logged once
     networks = tracker.client.get_metric_history(children[0].info.run_id, "eval/ConvNet/model_acc")
     assert sorted(m.step for m in networks) == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_tracking_store_lost_mid_run_loses_nothing(reference, tmp_path, data_root, capsys):
+    """The store stops answering at iteration 2 (as ``Tracker`` reports a server that went
+    away): one error line, the way to continue printed, and the resumed run is the
+    uninterrupted one with every step logged once."""
+    from bench.core.errors import TrackingError
+
+    out = tmp_path / "out"
+    original = Tracker.log_metrics
+
+    def lost(self, run_id, metrics, step=0):
+        if "distill/loss" in metrics and step == 2:
+            raise TrackingError(f"tracking store {self.uri} stopped answering (ConnectionError)")
+        return original(self, run_id, metrics, step)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tracker, "log_metrics", lost)
+        assert main(small_run(data_root, out)) == 2
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if line] == [
+        line for line in captured.err.splitlines() if line.startswith("error: tracking store")
+    ]
+    _, parents, _ = runs(out)
+    run_id = parents[0].info.run_id
+    assert f"--resume {run_id}" in captured.out and "nothing computed is lost" in captured.out
+    assert main(small_run(data_root, out, "--resume", run_id)) == 0
+    tracker, parents, children = runs(out)
+    set_file = out / "sets" / run_id / "set0" / "synthetic_set.safetensors"
+    assert sha256(set_file) == reference[2]
+    losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
+    assert sorted(m.step for m in losses) == [0, 1, 2, 3]
