@@ -25,7 +25,6 @@ On-disk format of one trajectory folder (``<experts_dir>/<dataset>/<model>-<zca|
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -38,8 +37,9 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from bench.core.config import require_positive
+from bench.core.config import require_learning_rates, require_positive
 from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
+from bench.core.hashing import sha256_file
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet
 from bench.evaluation.networks import NETWORKS, build_network
@@ -79,6 +79,7 @@ class ExpertConfig:
         require_positive(
             self, ("num_experts", "epochs", "batch_train", "images_per_class"), "experts"
         )
+        require_learning_rates(self, "experts")
 
     @property
     def folder_name(self) -> str:
@@ -109,14 +110,6 @@ class ExpertConfig:
 def trajectory_folder(experts_dir: str | Path, config: ExpertConfig) -> Path:
     """``<experts_dir>/<dataset>/<model>-<zca|nozca>``: where ``config``'s experts are stored."""
     return Path(experts_dir) / config.folder_name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -273,7 +266,7 @@ def generate_experts(
                 "index": index,
                 "seed": seed,
                 "file": file.name,
-                "sha256": _sha256(file),
+                "sha256": sha256_file(file),
                 "test_accuracy": test_accuracy(net, test, 1000, device),
             }
         )
@@ -332,7 +325,7 @@ class ExpertTrajectories:
             )
         for entry in experts:
             path = folder / entry["file"]
-            if not path.is_file() or _sha256(path) != entry["sha256"]:
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 raise CheckpointError(
                     f"{path} is missing or its checksum differs from the manifest (corrupt): "
                     f"delete it and its entry in {manifest_path}, then {make}"

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet
@@ -98,6 +98,7 @@ class GMConfig:
         require_positive(
             self, ("iterations", "outer_loop", "inner_loop", "batch_real", "batch_train"), "method"
         )
+        require_learning_rates(self, "method")
         if self.matching == "batched" and (self.channels_last or self.compile):
             raise ConfigError(
                 "method.channels_last and method.compile apply to per_class matching only; "

@@ -85,7 +85,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.core.config import require_positive
+from bench.core.config import require_in_range, require_learning_rates, require_positive
 from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet
@@ -157,6 +157,8 @@ class GTNConfig:
             "method",
         )
         require_positive(self, ("batch_real", "validation_images", "select_epochs"), "method")
+        require_learning_rates(self, "method")  # with GTN+IFT's neumann_lr
+        require_in_range(self, ("grad_clip",), "method")
 
 
 @dataclass(frozen=True)
@@ -201,8 +203,7 @@ class GTNIFTConfig(GTNConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_positive(self, ("inner_steps", "neumann_terms"), "method")
-        if not self.neumann_lr > 0:
-            raise ConfigError(f"method.neumann_lr must be > 0, got {self.neumann_lr}")
+        require_in_range(self, ("inner_tolerance",), "method", low_included=True)
 
 
 @dataclass(frozen=True)

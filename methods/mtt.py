@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet
@@ -103,6 +103,7 @@ class MTTConfig:
             "method",
         )
         require_positive(self, ("batch_syn", "expert_train_epochs"), "method")
+        require_learning_rates(self, "method")
         if self.max_start_epoch - 1 + self.expert_epochs > self.expert_train_epochs:
             raise ConfigError(
                 f"method.max_start_epoch={self.max_start_epoch} and method.expert_epochs="

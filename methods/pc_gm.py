@@ -65,15 +65,15 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import require_positive
-from bench.core.errors import ConfigError
+from bench.core.config import require_learning_rates, require_positive
+from bench.core.errors import ConfigError, EnvironmentFault
 from bench.core.seeds import derive_seed
 from bench.data.real import RealSet, denormalise, normalise
 from bench.data.synthetic import SyntheticSet
 from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
 from bench.spec.outer_loop import OuterLoop
 from methods.gm import gradient_distance
-from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
+from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet, import_minkowski
 from methods.pointclouds import (
     GRID,
     batch_points,
@@ -136,6 +136,7 @@ class PCGMConfig:
 
     def __post_init__(self) -> None:
         require_positive(self, ("iterations", "max_points", "points", "batch_real"), "method")
+        require_learning_rates(self, "method")
         if not 0 <= self.threshold < 255:
             raise ConfigError(f"method.threshold must be in 0..254, got {self.threshold}")
         if not 1 <= self.layers <= 4:  # every block halves the 28 x 28 grid
@@ -162,6 +163,23 @@ def build_network(config: PCGMConfig, seed: int, num_classes: int = 10) -> torch
             layout=config.layout,
             anchor=config.anchor,
         )
+
+
+def preflight(config: PCGMConfig) -> None:
+    """The sparse network needs MinkowskiEngine (an optional dependency built from source):
+    check it is importable before the runner creates a run.
+
+    Raises:
+        EnvironmentFault: ``network="sparse"`` and MinkowskiEngine cannot be imported.
+    """
+    if config.network != "sparse":
+        return
+    try:
+        import_minkowski()
+    except ImportError as exc:
+        raise EnvironmentFault(
+            f"method.network=sparse: {exc} (the pc-gm-mnist-pytorch-* recipes)"
+        ) from None
 
 
 # ALGO LOGIC: real data ----------------------------------------------------------------------
@@ -409,5 +427,6 @@ METHOD = Method(
     distill=distill,
     prepare_real=prepare_real,
     artifacts=point_cloud_artifacts,
+    preflight=preflight,
     description="point-cloud gradient matching, sparse (MinkowskiEngine) or dense network",
 )

@@ -112,7 +112,8 @@ class DensePointCloudNet(nn.Module):
         return self.classifier(self.features(dense).flatten(1))
 
 
-def _import_minkowski():
+def import_minkowski():
+    """The ``MinkowskiEngine`` module; ``ImportError`` saying how to install it otherwise."""
     try:
         import MinkowskiEngine as ME
     except ImportError:
@@ -156,7 +157,7 @@ class SparsePointCloudNet(nn.Module):
         anchor: Anchor = "origin",
     ) -> None:
         super().__init__()
-        ME = _import_minkowski()
+        ME = import_minkowski()
         if not 1 <= layers or (grid[1] - 1) >> layers == 0:
             raise ValueError(f"{layers} pooling layers do not fit a {grid[1]}x{grid[2]} grid")
         pool = ME.MinkowskiMaxPooling if pooling == "max" else ME.MinkowskiAvgPooling

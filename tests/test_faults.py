@@ -1,22 +1,37 @@
 """Bad input and faults: one-line errors, non-zero exits, FAILED runs that keep their work,
-and ``--resume`` that gives exactly the uninterrupted result."""
+and ``--resume`` that gives exactly the uninterrupted result.
+
+Two tables drive the end-to-end part (``slow``): ``CATALOGUE``, bad inputs and environment
+faults, each asserting the exit code, exactly one ``error:`` line, no traceback and an untouched
+store; and ``TRIALS``, processes SIGKILLed (or sent SIGTERM) at points a seeded generator picks,
+resumed, and compared with an uninterrupted run by the SHA-256 of the synthetic-set file and the
+accuracies."""
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
 from bench.cli import main
-from bench.core.errors import CheckpointError, ShapeError
+from bench.core.config import apply_overrides
+from bench.core.errors import CheckpointError, ConfigError, ShapeError, UserError
 from bench.core.paths import REPO_ROOT
 from bench.data.real import load_card
 from bench.data.synthetic import SyntheticSet
 from bench.run.checkpoint import CheckpointStore
 from bench.run.tracking import Tracker
+from bench.spec.method import load_method, registered_methods
 
 # A tiny protocol: 6 outer iterations on 16 real images per class, 1 network, 2 epochs.
 TINY = [
@@ -76,22 +91,6 @@ def runs(out):
     found = tracker.client.search_runs([tracker.experiment_id])
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     return tracker, parents, [r for r in found if r not in parents]
-
-
-def test_unknown_recipe_names_the_nearest_ones():
-    result = cli("reproduce", "gm-mnst")
-    assert_one_line_error(result, 2, "unknown recipe 'gm-mnst'", "nearest: gm-mnist")
-
-
-def test_unknown_config_key_is_an_error(tmp_path):
-    result = cli("reproduce", "gm-mnist-ipc1", "--set", "method.lr_imgg=1", "--out", str(tmp_path))
-    assert_one_line_error(result, 2, "unknown key 'lr_imgg'", "did you mean 'lr_img'")
-
-
-def test_missing_data_names_the_path_and_the_fix(tmp_path):
-    missing = tmp_path / "nowhere"
-    result = cli("reproduce", "gm-mnist-ipc1", "--data-root", str(missing), "--out", str(tmp_path))
-    assert_one_line_error(result, 2, str(missing / "MNIST"), "--data-root", "--download")
 
 
 def test_wrong_synthetic_shapes_are_refused(mnist):
@@ -172,7 +171,8 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, data_root, mo
     accuracy = "eval/ConvNet/acc"
     assert parents[0].data.metrics[accuracy] == straight[0].data.metrics[accuracy]
     resumed_losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
-    assert sorted({m.step for m in resumed_losses}) == list(range(6))
+    # iterations 2 and 3 ran twice (checkpoint at 2, interrupted in 3), logged once
+    assert sorted(m.step for m in resumed_losses) == list(range(6))
 
 
 @pytest.mark.slow
@@ -182,3 +182,308 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, data_root, monkeypatch):
     (tmp_path / "checkpoints" / run_id / "set0.pt").write_bytes(b"not a checkpoint")
     result = cli(*args, "--resume", run_id)
     assert_one_line_error(result, 2, "is corrupt", "set0.pt", "delete")
+
+
+# --- artifacts: byte-identical, hashed, verified -------------------------------------------
+
+SAVE_A_SET = """
+import sys, torch
+from pathlib import Path
+from bench.data.real import load_card
+from bench.data.synthetic import SyntheticSet
+images = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+extras = {"lr": torch.tensor(0.01), "indices": torch.arange(20)}
+SyntheticSet(images, torch.arange(20) % 10, "gm", "mnist", 2, 7, "abc", extras).save(
+    Path(sys.argv[1]), load_card("mnist"))
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_synthetic_set_files_are_byte_identical_across_processes(tmp_path):
+    # safetensors orders the metadata differently in every process (a Rust hash map)
+    paths = [tmp_path / f"{i}.safetensors" for i in range(3)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", SAVE_A_SET, str(path)], cwd=REPO_ROOT, check=True)
+    assert len({sha256(p) for p in paths}) == 1
+    from safetensors import safe_open
+
+    with safe_open(str(paths[0]), framework="pt") as handle:  # still a standard file
+        meta = handle.metadata()
+        assert set(handle.keys()) == {"images", "labels", "lr", "indices"}
+    assert meta["method"] == "gm" and len(meta["data_sha256"]) == 64
+    assert SyntheticSet.load(paths[0]).seed == 7
+
+
+def test_a_corrupt_synthetic_set_is_refused(tmp_path):
+    path = tmp_path / "s.safetensors"
+    subprocess.run([sys.executable, "-c", SAVE_A_SET, str(path)], cwd=REPO_ROOT, check=True)
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x10  # one bit of the tensor data
+    path.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="is corrupt") as caught:
+        SyntheticSet.load(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_checkpoint_whose_bytes_changed_is_refused(tmp_path):
+    store = CheckpointStore(tmp_path, "abc")
+    store.save(0, {"accuracies": {"ConvNet": [12.5]}, "synthetic": {"images": torch.ones(3)}})
+    data = bytearray(store.path(0).read_bytes())
+    data[-40] ^= 0x01
+    store.path(0).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256 differs.*delete"):
+        store.load(0, (3,))
+
+
+@pytest.mark.parametrize("value", ["-0.1", "0", "nan", "inf", "-inf"])
+def test_every_learning_rate_of_every_method_must_be_finite_and_positive(value):
+    checked = 0
+    for name in registered_methods():
+        config = load_method(name).config_class()
+        for f in fields(config):
+            if f.name == "lr" or f.name.startswith("lr_") or f.name.endswith("_lr"):
+                with pytest.raises(ConfigError, match=f"{f.name} must be a finite number"):
+                    apply_overrides(config, {f.name: value}, "--set method.*")
+                checked += 1
+    assert checked >= 8  # gm 2, mtt 3, gtn 2 x 3 + neumann_lr, pc-gm 1
+
+
+# --- end to end: a table of bad inputs and environment faults --------------------------------
+
+# smaller than TINY: 4 outer iterations, 2 evaluation networks of 1 epoch
+SMALL = [
+    *("--set", "method.iterations=4", "--set", "method.batch_real=8"),
+    *("--set", "eval.num_exp=1", "--set", "eval.num_eval=2", "--set", "eval.epochs=1"),
+    *("--checkpoint-every", "2", "--device", "cpu"),
+]
+
+
+def small_run(data_root, out, *extra: str) -> list[str]:
+    return ["reproduce", "gm-mnist-ipc1", "--data-root", str(data_root), "--out", str(out),
+            *SMALL, *extra]  # fmt: skip
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` (lock files aside)."""
+    return {
+        str(p.relative_to(folder)): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_root):
+    """An uninterrupted SMALL run (its own process): out folder, parent run, set file hash."""
+    out = tmp_path_factory.mktemp("reference")
+    result = cli(*small_run(data_root, out))
+    assert result.returncode == 0, result.stderr
+    _, parents, _ = runs(out)
+    folder = out / "sets" / parents[0].info.run_id
+    return out, parents[0], sha256(folder / "set0" / "synthetic_set.safetensors")
+
+
+def _truncated_mnist(root: Path, data_root: Path) -> Path:
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (data_root / "MNIST" / "raw").iterdir():
+        if source.name == "train-images-idx3-ubyte":
+            with open(source, "rb") as handle:
+                (raw / source.name).write_bytes(handle.read(1_000_000))
+        elif not source.is_dir():
+            (raw / source.name).symlink_to(source)
+    return root
+
+
+def _file(path: Path) -> Path:
+    path.write_text("a file, not a folder")
+    return path
+
+
+# (case, extra setup -> argv, exit code, phrases of the one error line)
+CATALOGUE = [
+    ("unknown recipe", lambda t, d, o: ["reproduce", "gm-mnst"], 2, ["nearest: gm-mnist"]),
+    ("unknown key", lambda t, d, o: small_run(d, o, "--set", "method.lr_imgg=1"), 2,
+     ["unknown key 'lr_imgg'", "did you mean 'lr_img'"]),
+    ("ill-typed value", lambda t, d, o: small_run(d, o, "--set", "eval.num_eval=two"), 2,
+     ["num_eval"]),
+    ("--set without =", lambda t, d, o: small_run(d, o, "--set", "method.lr_img"), 2,
+     ["expected KEY=VALUE"]),
+    ("--set without section", lambda t, d, o: small_run(d, o, "--set", "lr_img=1"), 2,
+     ["prefix the key"]),
+    ("negative lr", lambda t, d, o: small_run(d, o, "--set", "method.lr_img=-1"), 2,
+     ["method.lr_img must be a finite number > 0"]),
+    ("NaN lr", lambda t, d, o: small_run(d, o, "--set", "method.lr_img=nan"), 2,
+     ["method.lr_img", "got nan"]),
+    ("infinite lr", lambda t, d, o: small_run(d, o, "--set", "eval.lr=inf"), 2,
+     ["eval.lr", "got inf"]),
+    ("momentum 1", lambda t, d, o: small_run(d, o, "--set", "method.momentum_img=1"), 2,
+     ["in [0, 1)"]),
+    ("zero iterations", lambda t, d, o: small_run(d, o, "--set", "method.iterations=0"), 2,
+     ["at least 1"]),
+    ("--checkpoint-every 0", lambda t, d, o: small_run(d, o, "--checkpoint-every", "0"), 2,
+     ["--checkpoint-every"]),
+    ("missing data", lambda t, d, o: small_run(t / "nowhere", o), 2,
+     ["not found", "--data-root", "--download"]),
+    ("truncated MNIST file", lambda t, d, o: small_run(_truncated_mnist(t / "cut", d), o), 2,
+     ["train-images-idx3-ubyte has md5", "re-download"]),
+    ("--device tpu", lambda t, d, o: small_run(d, o, "--device", "tpu"), 2,
+     ["--device tpu", "cpu"]),
+    ("--out under a file", lambda t, d, o: small_run(d, _file(t / "f") / "out"), 2,
+     ["--out", "cannot be written"]),
+    ("SQLite store under a file", lambda t, d, o: small_run(
+        d, o, "--tracking-uri", f"sqlite:///{_file(t / 'g')}/mlflow.db"), 2,
+     ["tracking store", "cannot be written"]),
+    ("SQLite store is a folder", lambda t, d, o: small_run(
+        d, o, "--tracking-uri", f"sqlite:///{t}"), 2, ["not a writable file"]),
+    ("no tracking server", lambda t, d, o: small_run(
+        d, o, "--tracking-uri", "http://127.0.0.1:5999"), 2,
+     ["no MLflow tracking server answers at http://127.0.0.1:5999"]),
+    ("--resume of a group", lambda t, d, o: ["reproduce", "pc-gm-table1", "--resume", "x"], 2,
+     ["is a group"]),
+    ("--resume of an unknown run", lambda t, d, o: small_run(d, o, "--resume", "nosuchrun"), 2,
+     ["no run 'nosuchrun'"]),
+    ("--resume of a finished run", lambda t, d, o: small_run(d, o, "--resume", "REFERENCE"), 2,
+     ["already FINISHED"]),
+    ("--resume with another seed", lambda t, d, o: small_run(
+        d, o, "--resume", "REFERENCE", "--seed", "3"), 2, ["resume it with the same"]),
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bad_input_catalogue(reference, tmp_path, data_root, capsys, monkeypatch):
+    """Every case: its exit code, one error line, no traceback, within seconds, and the store
+    with the earlier finished run byte-for-byte as it was."""
+    out, parent, _ = reference
+    before = snapshot(out)
+    cases = [*CATALOGUE, ("missing MinkowskiEngine", None, 2, ["MinkowskiEngine", "dense"])]
+    for name, make, code, phrases in cases:
+        where = tmp_path / name.replace(" ", "_").replace("/", "_")
+        where.mkdir()
+        if make is None:  # the sparse point-cloud recipe on a machine without MinkowskiEngine
+            monkeypatch.setitem(sys.modules, "MinkowskiEngine", None)
+            argv = ["reproduce", "pc-gm-mnist-me-2layer", "--data-root", str(data_root),
+                    "--out", str(out), "--device", "cpu"]  # fmt: skip
+        else:
+            argv = [a.replace("REFERENCE", parent.info.run_id) for a in make(where, data_root, out)]
+        started = time.perf_counter()
+        assert main(argv) == code, name
+        seconds = time.perf_counter() - started
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err)
+        assert "Traceback" not in err
+        for phrase in phrases:
+            assert phrase in lines[0], (name, lines[0])
+        assert seconds < 30, (name, seconds)  # the tracking probe: 5 s, not MLflow's minutes
+        monkeypatch.undo()
+        assert snapshot(out) == before, name
+    _, parents, _ = runs(out)
+    assert [r.info.run_id for r in parents] == [parent.info.run_id]  # no run was created
+    assert parents[0].info.status == "FINISHED"
+
+
+# --- end to end: kills at seeded random points, resumed, compared -----------------------------
+
+CHILD = str(Path(__file__).with_name("fault_child.py"))
+_rng = random.Random(21)
+# SMALL: 4 outer iterations (checkpoints after 2 and 4), then 2 networks; checkpoint writes are
+# numbered 0 (iteration 2), 1 (iteration 4), 2 (the finished set), 3 and 4 (each network)
+TRIALS = {
+    "SIGKILL during distillation": [f"distill:{_rng.randrange(1, 4)}"],
+    "SIGKILL during the first network": ["network:0"],
+    "SIGKILL during a later network": ["network:1"],
+    "SIGKILL during a checkpoint write": [f"checkpoint:{_rng.randrange(1, 5)}"],
+    "SIGKILL of a resumed run": [f"distill:{_rng.randrange(1, 3)}", "distill:3"],
+    "SIGTERM during distillation": ["sigterm"],
+}
+
+
+def fault_run(fault: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """``argv`` in a new process killed by ``fault`` (``fault_child.py``; ``sigterm``: sent
+    SIGTERM from here once the first checkpoint exists)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    if fault != "sigterm":
+        command = [sys.executable, CHILD, fault, "--", *argv]
+        return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                              timeout=900)  # fmt: skip
+    out = Path(argv[argv.index("--out") + 1])
+    command = [sys.executable, CHILD, "none", "--", *argv]
+    pipe = subprocess.PIPE
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=pipe, stderr=pipe, text=True)
+    while not list(out.glob("checkpoints/*/set0.pt")) and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=900)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trial", list(TRIALS))
+def test_killed_run_resumes_to_the_identical_result(trial, reference, tmp_path, data_root):
+    ref_out, ref_parent, ref_hash = reference
+    out = tmp_path / "out"
+    argv = small_run(data_root, out)
+    run_id = None
+    for fault in TRIALS[trial]:
+        result = fault_run(fault, argv + (["--resume", run_id] if run_id else []))
+        if fault == "sigterm":  # handled as Ctrl-C: FAILED, resume command printed
+            assert result.returncode == 130, result.stderr
+            assert "Traceback" not in result.stderr and "Continue it with" in result.stdout
+        else:
+            assert result.returncode == -signal.SIGKILL, result.stderr
+        _, parents, _ = runs(out)
+        run_id = parents[0].info.run_id
+        expected = "FAILED" if fault == "sigterm" else "RUNNING"
+        assert parents[0].info.status == expected
+    final = cli(*argv, "--resume", run_id)
+    assert final.returncode == 0, final.stderr
+    tracker, parents, children = runs(out)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    folder = out / "sets" / run_id
+    assert sha256(folder / "set0" / "synthetic_set.safetensors") == ref_hash
+    ref_folder = ref_out / "sets" / ref_parent.info.run_id
+    assert sha256(folder / "accuracies.json") == sha256(ref_folder / "accuracies.json")
+    assert parents[0].data.tags["sha256/accuracies.json"] == sha256(folder / "accuracies.json")
+    for key in ("eval/ConvNet/acc", "eval/ConvNet/acc_std"):
+        assert math.isclose(parents[0].data.metrics[key], ref_parent.data.metrics[key], abs_tol=0)
+    losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
+    assert sorted(m.step for m in losses) == [0, 1, 2, 3]  # each iteration logged once
+    networks = tracker.client.get_metric_history(children[0].info.run_id, "eval/ConvNet/model_acc")
+    assert sorted(m.step for m in networks) == [0, 1]
+
+
+@pytest.mark.slow
+def test_a_tracking_store_lost_mid_run_loses_nothing(reference, tmp_path, data_root, capsys):
+    """The store stops answering at iteration 2 (as ``Tracker`` reports a server that went
+    away): one error line, the way to continue printed, and the resumed run is the
+    uninterrupted one with every step logged once."""
+    from bench.core.errors import TrackingError
+
+    out = tmp_path / "out"
+    original = Tracker.log_metrics
+
+    def lost(self, run_id, metrics, step=0):
+        if "distill/loss" in metrics and step == 2:
+            raise TrackingError(f"tracking store {self.uri} stopped answering (ConnectionError)")
+        return original(self, run_id, metrics, step)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tracker, "log_metrics", lost)
+        assert main(small_run(data_root, out)) == 2
+    captured = capsys.readouterr()
+    assert [line for line in captured.err.splitlines() if line] == [
+        line for line in captured.err.splitlines() if line.startswith("error: tracking store")
+    ]
+    _, parents, _ = runs(out)
+    run_id = parents[0].info.run_id
+    assert f"--resume {run_id}" in captured.out and "nothing computed is lost" in captured.out
+    assert main(small_run(data_root, out, "--resume", run_id)) == 0
+    tracker, parents, children = runs(out)
+    set_file = out / "sets" / run_id / "set0" / "synthetic_set.safetensors"
+    assert sha256(set_file) == reference[2]
+    losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
+    assert sorted(m.step for m in losses) == [0, 1, 2, 3]

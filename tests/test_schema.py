@@ -80,7 +80,9 @@ def test_the_old_checks_still_hold(included):
         "itself)"
     ]
     included("stat", GOOD.replace("[published]", '[published]\nstatistic = "best"'))
-    assert "must be 'final', 'max_over_evaluations' or 'stream'" in _problems(load_recipe, "stat")[0]
+    assert (
+        "must be 'final', 'max_over_evaluations' or 'stream'" in _problems(load_recipe, "stat")[0]
+    )
     included("alpha", GOOD.replace("alpha = 0.05", "alpha = 1.5"))
     assert "[test]: need margin > 0 and 0 < alpha < 1" in _problems(load_recipe, "alpha")[0]
     (included.folder / "renamed.toml").write_text(GOOD)

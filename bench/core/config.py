@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -124,11 +125,58 @@ def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:
 
 
 def require_positive(config: Any, names: tuple[str, ...], section: str) -> None:
-    """Raise ``ConfigError`` unless every named field of ``config`` is at least 1 (or None)."""
+    """Raise ``ConfigError`` unless every named field of ``config`` is finite and at least 1
+    (or None)."""
     for name in names:
         value = getattr(config, name)
-        if value is not None and value < 1:
+        if value is not None and not (math.isfinite(value) and value >= 1):
             raise ConfigError(f"{section}.{name} must be at least 1, got {value}")
+
+
+def require_in_range(
+    config: Any,
+    names: tuple[str, ...],
+    section: str,
+    low: float = 0.0,
+    high: float = math.inf,
+    *,
+    low_included: bool = False,
+    high_included: bool = False,
+) -> None:
+    """Raise ``ConfigError`` unless every named field of ``config`` is a finite number in the
+    interval from ``low`` to ``high`` (open ends unless ``*_included``); the defaults ask for
+    a finite number > 0 (learning rates, clipping norms, tolerances). NaN and infinities are
+    always refused: a NaN learning rate diverges at the first step, silently in places."""
+    for name in names:
+        value = getattr(config, name)
+        above = value >= low if low_included else value > low
+        below = value <= high if high_included else value < high
+        if not (math.isfinite(value) and above and below):
+            interval = (
+                f"{'>=' if low_included else '>'} {low:g}"
+                if math.isinf(high)
+                else f"in {'[' if low_included else '('}{low:g}, {high:g}"
+                f"{']' if high_included else ')'}"
+            )
+            raise ConfigError(f"{section}.{name} must be a finite number {interval}, got {value}")
+
+
+def require_learning_rates(config: Any, section: str) -> None:
+    """``require_in_range`` for the common numeric fields of optimiser configs: every field named
+    ``lr`` or ``lr_*`` / ``*_lr`` finite and > 0, every ``momentum``/``momentum_*`` in [0, 1)
+    and ``weight_decay`` finite and >= 0."""
+    names = [
+        f.name
+        for f in dataclasses.fields(config)
+        if isinstance(getattr(config, f.name), int | float)
+        and not isinstance(getattr(config, f.name), bool)  # eval.lr_from_set
+    ]
+    rates = tuple(n for n in names if n == "lr" or n.startswith("lr_") or n.endswith("_lr"))
+    require_in_range(config, rates, section)
+    momenta = tuple(n for n in names if n == "momentum" or n.startswith("momentum_"))
+    require_in_range(config, momenta, section, 0.0, 1.0, low_included=True)
+    if "weight_decay" in names:
+        require_in_range(config, ("weight_decay",), section, low_included=True)
 
 
 def parse_set_options(items: list[str]) -> dict[str, dict[str, str]]:

@@ -29,3 +29,19 @@ class DivergedError(UserError):
     """The distillation loss became NaN or infinite; the last good synthetic set is kept."""
 
     exit_code = 3
+
+
+class EnvironmentFault(UserError):
+    """The machine refuses something the run needs: an unwritable folder, an unreachable or
+    unwritable tracking store, an unavailable device, a corrupt data file, a missing optional
+    dependency."""
+
+
+class TrackingError(EnvironmentFault):
+    """The tracking store cannot be reached or written (a server that stopped answering, a
+    read-only SQLite database); the run's checkpoints keep what was computed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or a sweep stopping the task), raised in the main thread so that
+    it is handled exactly as Ctrl-C: runs marked FAILED, artifacts kept, resume command shown."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench.core.errors import ConfigError, DataNotFoundError
+from bench.core.errors import ConfigError, DataNotFoundError, UserError
 from bench.core.paths import card_dirs, find_toml, toml_files
 from bench.core.schema import parse, read_toml
 from bench.data.card_schema import CardModel
@@ -370,7 +370,8 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
 
     Raises:
         DataNotFoundError: the files are not under ``root`` (the message names the folder
-            searched and the flags that fix it), or differ from the card's checksums.
+            searched and the flags that fix it), differ from the card's checksums (checked
+            before the loader's own error about a damaged file is reported), or cannot be read.
         ConfigError: the card names a loader this suite does not have, or an unknown split.
     """
     if card.loader not in _LOADERS:
@@ -380,11 +381,19 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
     root = Path(root).expanduser().resolve()
     try:
         images, labels = _LOADERS[card.loader](card, root, split == "train", download)
-    except (RuntimeError, FileNotFoundError) as exc:
-        if isinstance(exc, RuntimeError) and "not found" not in str(exc).lower():
-            raise
-        verify_checksums(card, root)  # torchvision says "not found or corrupted": which one?
-        raise DataNotFoundError(_not_found_message(card, root, split)) from None
+    except UserError:
+        raise
+    except Exception as exc:  # torchvision and numpy raise many types for missing/damaged files
+        # the checksums first: a truncated file fails to parse before torchvision checks it
+        verify_checksums(card, root)
+        if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower():
+            raise DataNotFoundError(_not_found_message(card, root, split)) from None
+        raise DataNotFoundError(
+            f"{card.display_name} {split} split under {root / card.folder} cannot be read "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+            f"the copy is damaged or not the original: delete {root / card.folder} and "
+            "re-download it (--download)"
+        ) from None
     verify_checksums(card, root)
     expected = card.splits.get(split)
     if expected is not None and len(labels) != expected:

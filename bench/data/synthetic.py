@@ -15,8 +15,16 @@ File format (``synthetic_set.safetensors``), readable by any evaluator with ``sa
     end and start of distillation), ``generator.<parameter>`` (GTN: the weights of the
     generator that sampled the images);
   - string metadata: ``method``, ``dataset``, ``ipc``, ``seed``, ``config_hash``,
-    ``preprocessing`` (JSON), ``mean``, ``std`` (the card's, JSON lists) and ``format``
-    (``distillbench.synthetic_set/1``).
+    ``preprocessing`` (JSON), ``mean``, ``std`` (the card's, JSON lists), ``format``
+    (``distillbench.synthetic_set/1``) and ``data_sha256`` (hex SHA-256 of the tensor data: the
+    bytes after the header; ``load`` checks it).
+
+The file is byte-reproducible: the same tensors and metadata give the same bytes in every
+process. safetensors' Rust serialiser writes the metadata from a hash map, in an order that
+changes between processes, so ``save`` rewrites the header it made as canonical JSON (keys
+sorted, no spaces, space-padded to 8 bytes as the format requires;
+https://github.com/huggingface/safetensors#format); tensor offsets and data are unchanged and
+the file stays a standard safetensors file (``safetensors.safe_open`` reads it).
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
 
 from bench.core.errors import ShapeError, UserError
+from bench.core.hashing import sha256_bytes, write_atomic
 from bench.data.real import DatasetCard
 
 FORMAT = "distillbench.synthetic_set/1"
@@ -130,29 +140,36 @@ class SyntheticSet:
             "mean": json.dumps(list(card.mean)),
             "std": json.dumps(list(card.std)),
         }
-        save_file(self.tensors(), str(path), metadata=metadata)
+        write_atomic(Path(path), canonical_safetensors(save_bytes(self.tensors(), metadata)))
         return path
 
     @classmethod
     def load(cls, path: Path) -> SyntheticSet:
-        """Read a file written by ``save``.
+        """Read a file written by ``save``, checking its ``data_sha256`` (files without one, from
+        before it was recorded, are read unchecked).
 
         Raises:
-            UserError: the file is missing, not safetensors, or lacks ``images``/``labels``.
+            UserError: the file is missing, not safetensors, corrupt (its tensor data does not
+                hash to ``data_sha256``), or lacks ``images``/``labels``.
         """
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise UserError(f"synthetic set {path} does not exist")
         try:
-            tensors = load_file(str(path))
-            with safe_open(str(path), framework="pt") as handle:
-                meta = handle.metadata() or {}
+            data = path.read_bytes()
+            tensors = load_bytes(data)
+            header_size = int.from_bytes(data[:8], "little")
+            meta = json.loads(data[8 : 8 + header_size]).get("__metadata__") or {}
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(
                 f"synthetic set {path} is not a readable safetensors file ({exc})"
             ) from None
+        recorded = meta.get("data_sha256")
+        if recorded is not None and sha256_bytes(memoryview(data)[8 + header_size :]) != recorded:
+            raise UserError(
+                f"synthetic set {path} is corrupt: its tensor data does not match the SHA-256 "
+                "recorded in the file; download it again from the run's artifacts or recompute it"
+            )
         missing = {"images", "labels"} - tensors.keys()
         if missing:
             raise UserError(f"synthetic set {path} lacks tensor(s) {sorted(missing)}")
@@ -166,6 +183,22 @@ class SyntheticSet:
             config_hash=meta.get("config_hash", ""),
             preprocessing=json.loads(meta.get("preprocessing", "{}")),
         )
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """The safetensors file ``data`` with its header rewritten as canonical JSON (keys sorted,
+    no spaces, padded with spaces to a multiple of 8 bytes) and ``data_sha256`` (hex SHA-256 of
+    the tensor data) added to its metadata; offsets and tensor bytes are unchanged.
+
+    Format (https://github.com/huggingface/safetensors#format): 8 bytes little-endian header
+    size ``n``, ``n`` bytes of JSON header, then the tensor data the header's offsets index."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    body = data[8 + n :]
+    header["__metadata__"] = {**header.get("__metadata__", {}), "data_sha256": sha256_bytes(body)}
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + body
 
 
 def save_grid(pixels: torch.Tensor, labels: torch.Tensor, card: DatasetCard, path: Path) -> Path:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.core.config import SPEED_ONLY, require_positive
+from bench.core.config import SPEED_ONLY, require_in_range, require_learning_rates, require_positive
 from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
 from bench.data.augment import dc_augment
@@ -113,6 +113,8 @@ class EvalProtocol:
             ("num_exp", "num_eval", "batch_train", "batch_test", "networks_per_batch"),
             "eval",
         )
+        require_learning_rates(self, "eval")
+        require_in_range(self, ("aug_scale",), "eval", low_included=True)
         unknown_dsa = [p for p in self.dsa_strategy.split("_") if p not in DSA_OPS]
         if self.dsa_strategy not in ("", "none", "None") and unknown_dsa:
             raise ConfigError(

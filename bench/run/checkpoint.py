@@ -1,7 +1,9 @@
 """Checkpoints of a reproduction, so that nothing already computed is lost.
 
-One file per synthetic set, ``<out>/checkpoints/<run_id>/set<i>.pt`` (``torch.save`` of a dict
-of tensors and plain values, read back with ``weights_only=True``):
+One file per synthetic set, ``<out>/checkpoints/<run_id>/set<i>.pt``: one line
+``distillbench-checkpoint sha256=<hex>`` followed by the ``torch.save`` bytes of a dict of tensors
+and plain values (read back with ``weights_only=True``), whose SHA-256 the line records and
+``load`` checks. The dict holds:
 
 - ``config_hash``: the run config it belongs to;
 - ``distill``: the method's resumable state (for DC: ``iteration`` = next outer iteration,
@@ -11,18 +13,22 @@ of tensors and plain values, read back with ``weights_only=True``):
 - ``accuracies``: ``{model: [accuracy %, ...]}`` of the evaluation networks trained so far.
 
 Writes go to a temporary file that is renamed over the old one, so a kill mid-write leaves the
-previous checkpoint intact.
+previous checkpoint intact. Files without the hash line (plain ``torch.save`` zip files, from
+before it was written) are read unchecked.
 """
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.core.errors import CheckpointError
+from bench.core.hashing import sha256_bytes, write_atomic
+
+MAGIC = b"distillbench-checkpoint sha256="
 
 
 class CheckpointStore:
@@ -37,10 +43,10 @@ class CheckpointStore:
 
     def save(self, set_index: int, state: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.path(set_index)
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"config_hash": self.config_hash, **state}, tmp)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save({"config_hash": self.config_hash, **state}, buffer)
+        payload = buffer.getvalue()
+        write_atomic(self.path(set_index), MAGIC + sha256_bytes(payload).encode() + b"\n" + payload)
 
     def load(self, set_index: int, image_shape: tuple[int, ...]) -> dict[str, Any] | None:
         """The saved state of synthetic set ``set_index``, or None if there is none.
@@ -54,7 +60,17 @@ class CheckpointStore:
             return None
         fix = f"delete {path} to recompute synthetic set {set_index} from scratch"
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            data = path.read_bytes()
+            if data.startswith(MAGIC):
+                line, _, data = data.partition(b"\n")
+                if sha256_bytes(data) != line[len(MAGIC) :].decode(errors="replace"):
+                    raise CheckpointError(
+                        f"checkpoint {path} is corrupt (its SHA-256 differs from the one "
+                        f"recorded when it was written); {fix}"
+                    )
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except CheckpointError:
+            raise
         except Exception as exc:  # torch raises several types for truncated/garbled files
             raise CheckpointError(
                 f"checkpoint {path} is corrupt ({type(exc).__name__}); {fix}"

@@ -12,9 +12,12 @@ recipe + budget + ``--set`` -> resolved ``RunConfig`` (logged whole)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shlex
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +30,8 @@ from tqdm import tqdm
 
 from bench.core.config import as_flat_dict, parse_set_options
 from bench.core.device import pick_device
-from bench.core.errors import DivergedError, UserError
+from bench.core.errors import DivergedError, Terminated, TrackingError, UserError
+from bench.core.paths import require_writable_folder
 from bench.core.provenance import hardware, provenance_tags
 from bench.core.seeds import derive_seed
 from bench.data.formats import ReadSet
@@ -64,12 +68,40 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within this block SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main
+    thread, so a scheduler or sweep stopping the task gets what Ctrl-C gets: runs marked
+    FAILED, artifacts kept, the resume command printed. Further SIGTERMs are ignored while
+    that clean-up runs. A no-op outside the main thread (Python delivers signals there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def reproduce(name: str, options: RunOptions) -> list[Verdict]:
-    """Run a recipe, or each member of a group recipe; returns the verdict(s).
+    """Run a recipe, or each member of a group recipe; returns the verdict(s). SIGTERM is
+    handled as Ctrl-C (``sigterm_as_interrupt``).
 
     Raises:
         UserError: unknown recipe or key, missing data, unusable ``--resume``, NaN loss, ...
+        Terminated, KeyboardInterrupt: after marking the runs FAILED.
     """
+    with sigterm_as_interrupt():
+        return _reproduce(name, options)
+
+
+def _reproduce(name: str, options: RunOptions) -> list[Verdict]:
     recipe = load_recipe(name)
     if isinstance(recipe, RecipeGroup):
         if options.resume:
@@ -113,7 +145,13 @@ class Reproduction:
         options: RunOptions,
         given: Callable[[RunConfig, RealSet], list[ReadSet]] | None = None,
     ) -> Reproduction:
-        """Resolve the config, load the data and open (or re-open, with ``--resume``) the run.
+        """Resolve the config, check what the run needs, load the data and open (or re-open,
+        with ``--resume``) the run.
+
+        Everything that can be checked without computing is checked before the data is loaded
+        and before any run is created, each failure one ``UserError`` line: the config, the
+        device, the method's ``preflight`` (optional dependencies), a writable ``--out`` and a
+        working tracking store (``bench.run.tracking.check_store``).
 
         ``given(config, train)``: the sets to evaluate instead of distilling, read and checked
         against the prepared data before any run is opened (``eval.num_exp`` becomes their
@@ -138,6 +176,10 @@ class Reproduction:
             raise UserError(
                 f"{recipe.name} is judged on the stream statistic; keep eval.stream=true"
             )
+        if method.preflight is not None:
+            method.preflight(config.method_config)
+        out = require_writable_folder(Path(options.out), "--out")
+        tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         train = load_real(card, options.data_root, "train", options.download)
         test = load_real(card, options.data_root, "test", options.download)
         if method.prepare_real is not None:  # the method's view of the data (both splits)
@@ -147,8 +189,6 @@ class Reproduction:
             config = dataclasses.replace(
                 config, eval=dataclasses.replace(config.eval, num_exp=len(sets))
             )
-        out = Path(options.out)
-        tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
             parent = _reopen_parent_run(tracker, options.resume, config, device)
         else:
@@ -178,7 +218,8 @@ class Reproduction:
 
     def run(self) -> Verdict:
         """Distil and evaluate every synthetic set, then judge; marks the runs FAILED (keeping
-        checkpoints and artifacts) on any exception or Ctrl-C, and re-raises it."""
+        checkpoints and artifacts) on any exception, Ctrl-C or SIGTERM, says how to continue
+        (the resume command; after a divergence, what to change instead), and re-raises it."""
         self.print_header()
         child = None
         try:
@@ -197,16 +238,38 @@ class Reproduction:
             self.tracker.set_status(self.parent, "FINISHED")
             return outcome
         except BaseException as exc:
+            self._fail(exc, child)
+            raise
+
+    def _fail(self, exc: BaseException, child: str | None) -> None:
+        """Keep what ``exc`` left (the last good set of a divergence), mark the runs FAILED
+        where the store still answers, and print one line saying how to continue."""
+        kept = f"its checkpoints ({self.checkpoints.folder}) and artifacts ({self.folder}) are kept"
+        try:
             if isinstance(exc, DivergedError) and child is not None:
                 self.log_synthetic_set(exc.last_good, child, self.folder / "last_good")
-            for run_id in (child, self.parent):
-                if run_id is not None:
-                    self.tracker.set_status(run_id, "FAILED")
+            if not isinstance(exc, TrackingError):
+                for run_id in (child, self.parent):
+                    if run_id is not None:
+                        self.tracker.set_status(run_id, "FAILED")
+        except TrackingError:
+            exc = TrackingError("")
+        if isinstance(exc, TrackingError):
             tqdm.write(
-                f"run {self.parent} marked FAILED; its artifacts and checkpoints are kept. "
-                f"Continue it with: {self.resume_command}"
+                f"run {self.parent}: the tracking store {self.tracker.uri} stopped answering; "
+                f"{kept}, nothing computed is lost. Once the store answers again, continue "
+                f"(and log what is missing) with: {self.resume_command}"
             )
-            raise
+        elif isinstance(exc, DivergedError):
+            tqdm.write(
+                f"run {self.parent} marked FAILED; {kept}. Resuming it would replay the same "
+                "config and diverge again: start a new run with the change the error names, "
+                f"as --set KEY=VALUE added to: {self.resume_command.split(' --resume ')[0]}"
+            )
+        else:
+            tqdm.write(
+                f"run {self.parent} marked FAILED; {kept}. Continue it with: {self.resume_command}"
+            )
 
     @property
     def iterations(self) -> int:
@@ -283,6 +346,12 @@ class Reproduction:
         )
         if keeps_set:
             self.log_synthetic_set(synset, child, self.folder / f"set{index}")
+        for model, values in state["accuracies"].items():  # checkpointed, maybe never logged
+            missing = set(range(len(values))) - self.tracker.logged_steps(
+                child, f"eval/{model}/model_acc"
+            )
+            for k in sorted(missing):
+                self.tracker.log_metrics(child, {f"eval/{model}/model_acc": values[k]}, step=k)
         result = evaluate_synthetic_set(
             synset,
             self.test,
@@ -349,6 +418,9 @@ class Reproduction:
             )
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
+        # after --resume, the iterations since the last checkpoint were logged before the
+        # interruption: replayed (bit-identically), they are not logged again
+        logged = self.tracker.logged_steps(child, "distill/loss")
         started = time.perf_counter()
         total_left = iterations * self.config.eval.num_exp - index * iterations - start
         with tqdm(
@@ -361,7 +433,8 @@ class Reproduction:
         ) as bar:
 
             def after_iteration(it: int, metrics: dict[str, float], get_state) -> None:
-                self.tracker.log_metrics(child, metrics, step=it)
+                if it not in logged:
+                    self.tracker.log_metrics(child, metrics, step=it)
                 bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}", refresh=False)
                 bar.update(1)
                 if it == start:
@@ -391,6 +464,8 @@ class Reproduction:
         logged as ``distill/eval/<model>/acc`` at step ``it`` and checkpointed."""
         model = self.config.eval.models[0]
         protocol = dataclasses.replace(self.config.eval, models=(model,))
+        key = f"distill/eval/{model}/acc"
+        logged = self.tracker.logged_steps(child, key)
 
         def evaluate(it: int, synset: SyntheticSet) -> None:
             values = evaluate_synthetic_set(
@@ -403,9 +478,8 @@ class Reproduction:
             )[model]
             state.setdefault("evaluations", {})[str(it)] = values
             self.checkpoints.save(index, state)
-            self.tracker.log_metrics(
-                child, {f"distill/eval/{model}/acc": float(np.mean(values))}, step=it
-            )
+            if it not in logged:
+                self.tracker.log_metrics(child, {key: float(np.mean(values))}, step=it)
 
         return evaluate
 

@@ -135,6 +135,11 @@ StreamFromSet = Callable[["SyntheticSet", Any, "torch.device"], Callable]
 sampled it (its extras) and return the callable drawing one fresh training batch per epoch
 (``bench.evaluation.evaluate.SyntheticStream``), for recipes with ``eval.stream = true`` (GTN:
 the reference evaluates its generators this way)"""
+Preflight = Callable[[Any], None]
+"""``preflight(config) -> None``: checks, before any data is loaded or run created, what this
+config needs from the machine beyond the suite's requirements (an optional dependency such as
+MinkowskiEngine); raises a ``bench.core.errors.UserError`` (one line naming what is missing and
+the fix)"""
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,7 @@ class Method:
         prepare_real: optional ``PrepareReal``.
         artifacts: optional ``Artifacts``.
         stream: optional ``StreamFromSet``; needed by ``eval.stream``.
+        preflight: optional ``Preflight``, called by the runner before it creates any run.
         speed_benchmark: optional ``"module:function"``, ``function(argv) -> int``, behind
             ``python -m bench speed <name>`` (a string: imported only when asked for).
         description: one line for ``python -m bench methods``.
@@ -162,6 +168,7 @@ class Method:
     prepare_real: PrepareReal | None = None
     artifacts: Artifacts | None = None
     stream: StreamFromSet | None = None
+    preflight: Preflight | None = None
     speed_benchmark: str | None = None
     description: str = ""
 

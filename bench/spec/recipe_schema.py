@@ -9,6 +9,7 @@ file's problems at once. ``python -m bench schema`` writes their JSON schemas fo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -84,7 +85,7 @@ class TestModel(TomlModel):
 
     @model_validator(mode="after")
     def _usable(self) -> TestModel:
-        if self.margin <= 0 or not 0 < self.alpha < 1:
+        if not 0 < self.margin < math.inf or not 0 < self.alpha < 1:  # NaN fails both
             raise rule(
                 f"need margin > 0 and 0 < alpha < 1, got margin={self.margin}, alpha={self.alpha}"
             )
