@@ -43,6 +43,7 @@ _RECIPE_KEYS = {
     "leaderboard",
     "leaderboard_row",
     "baselines",
+    "variant",
 }
 _GROUP_KEYS = {"name", "version", "title", "members", "note"}
 _PUBLISHED_KEYS = {"mean", "std", "n", "source", "note", "checked", "statistic"}
