@@ -69,15 +69,11 @@ class SuiteEntry:
         return f"{self.recipe}@{self.dataset}" if self.dataset else self.recipe
 
 
-_MTT_EXPERTS = (
-    "experts",
-    "--dataset",
-    "cifar10-jpeg",
-    "--preprocessing",
-    "zca",
-    "--num-experts",
-    "1",
-) + ("--epochs", "2", "--images-per-class", "20", "--experts-dir", "{work}/experts")
+_MTT_EXPERTS = tuple(
+    "experts --dataset cifar10-jpeg --model ConvNet --preprocessing zca --num-experts 1 --epochs 2 "
+    "--images-per-class 20 --experts-dir {work}/experts".split()
+)
+"""the tiny experts the MTT entry's overrides need (one ConvNet, 2 epochs on 200 images)"""
 
 SUITE = (
     SuiteEntry("gm-mnist-ipc1"),
