@@ -26,9 +26,9 @@ from tqdm import tqdm
 from bench.core.config import SPEED_ONLY, require_positive
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
+from bench.data.preprocess import Preprocessing, check_preprocessing, prepare_real
 from bench.data.real import RealSet
 from bench.data.synthetic import SyntheticSet
-from bench.data.zca import prepare_real
 from bench.evaluation.networks import NETWORKS
 from bench.spec.method import Kind, Method
 
@@ -37,9 +37,13 @@ from bench.spec.method import Kind, Method
 class RandomConfig:
     """Random selection has no hyper-parameters besides the run's seed and ipc."""
 
-    zca: bool = False
-    """select from, and evaluate on, ZCA-whitened data (``bench/data/zca.py``): the baseline of a
-    method that whitens (MTT) under the same protocol"""
+    preprocessing: Preprocessing = "normalise"
+    """select from, and evaluate on, data preprocessed this way (``bench/data/preprocess.py``):
+    the baseline of a method that preprocesses otherwise (MTT: ``"zca"`` on CIFAR-10, ``"none"``
+    or ``"normalise"`` on EuroSAT) under the same protocol"""
+
+    def __post_init__(self) -> None:
+        check_preprocessing(self.preprocessing, "method.preprocessing")
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,13 @@ class HerdingConfig:
     state its schedule; the network passes ``feature_epochs + 1`` times, as the evaluation)"""
     batch_train: int = 256
     """mini-batch size when training the feature extractor"""
-    zca: bool = False
-    """as ``RandomConfig.zca``"""
+    preprocessing: Preprocessing = "normalise"
+    """as ``RandomConfig.preprocessing``"""
     batch_features: int = field(default=1000, metadata=SPEED_ONLY)
     """batch size when computing features (speed only)"""
 
     def __post_init__(self) -> None:
+        check_preprocessing(self.preprocessing, "method.preprocessing")
         if self.model not in NETWORKS:
             raise ConfigError(
                 f"method.model: unknown network {self.model!r}; available: {', '.join(NETWORKS)}"

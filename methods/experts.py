@@ -3,17 +3,21 @@ stored after every epoch.
 
 Follows ``buffer.py`` of the MTT reference code (GeorgeCazenavette/mtt-distillation@50dccea):
 each expert is a freshly initialised network trained for ``epochs`` epochs by SGD (lr 0.01, no
-momentum, no weight decay, no learning-rate decay) on mini-batches of 256 real images with DSA
-augmentation; its parameters are recorded at initialisation and after every epoch (paper: 100
-experts x 50 epochs). Differences: every draw comes from a seed derived from the expert's seed
-(the reference uses the global RNG), and the trajectories are stored one file per expert in the
-format below instead of pickled lists of ten.
+momentum, no weight decay, no learning-rate decay) on mini-batches of ``batch_train`` real images
+(MTT: 256) with ``augmentation`` (MTT: DSA); its parameters are recorded at initialisation and
+after every epoch (paper: 100 experts x 50 epochs). The EuroSAT work's ``expert_training.py``
+(julius-lautz/imp_dataset_distillation@4b8bf43) is the same loop with batch 128, no augmentation
+(its ``DiffAugment`` body is commented out) and raw [0, 1] pixels by default: the fields
+``batch_train``, ``augmentation`` and ``preprocessing`` say which. Differences from both: every
+draw comes from a seed derived from the expert's seed (the references use the global RNG), and
+the trajectories are stored one file per expert in the format below instead of pickled lists.
 
-On-disk format of one trajectory folder (``<experts_dir>/<dataset>/<model>-<zca|nozca>``):
+On-disk format of one trajectory folder (``<experts_dir>/<dataset>/<model>-<preprocessing>``):
 
 - ``manifest.json``: ``format`` (``distillbench.expert_trajectories/1``), ``config`` (the
   ``ExpertConfig``), ``dataset`` (card name and display name), ``preprocessing`` (the real
-  set's description, e.g. ZCA's), ``parameters`` (names and shapes, ``named_parameters`` order),
+  set's description, ``bench/data/preprocess.py``), ``parameters`` (names and shapes,
+  ``named_parameters`` order),
   ``provenance`` (git commit, hardware) and ``experts``: per finished expert its ``index``,
   ``seed``, ``file``, ``sha256`` and final ``test_accuracy`` (%).
 - ``expert_<index>.safetensors``: one float32 tensor per parameter name, shape
@@ -41,6 +45,7 @@ from bench.core.config import require_learning_rates, require_positive
 from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
 from bench.core.hashing import sha256_file
 from bench.core.seeds import derive_seed
+from bench.data.preprocess import Preprocessing, check_preprocessing
 from bench.data.real import RealSet
 from bench.evaluation.networks import NETWORKS, build_network
 
@@ -57,15 +62,19 @@ class ExpertConfig:
     dataset: str = "cifar10"
     """dataset card name"""
     model: str = "ConvNet"
-    zca: bool = True
-    """train on ZCA-whitened images (``bench/data/zca.py``)"""
+    preprocessing: Preprocessing = "zca"
+    """how the real images are preprocessed (``bench/data/preprocess.py``; MTT: ``"zca"``, the
+    EuroSAT work's default: ``"none"``)"""
     num_experts: int = 100
     epochs: int = 50
     lr: float = 0.01
     momentum: float = 0.0
     weight_decay: float = 0.0
     batch_train: int = 256
+    """mini-batch size (MTT: 256; the EuroSAT work: 128)"""
     augmentation: Literal["none", "dsa"] = "dsa"
+    """``"dsa"`` with ``dsa_strategy`` (MTT); ``"none"`` (the EuroSAT work, whose
+    ``DiffAugment`` returns its input)"""
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     images_per_class: int | None = None
     """train on the first ``n`` training images of each class (reduced budgets); None: all"""
@@ -76,6 +85,11 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         if self.model not in NETWORKS:
             raise ConfigError(f"unknown model {self.model!r}; available: {', '.join(NETWORKS)}")
+        check_preprocessing(self.preprocessing, "experts")
+        if self.augmentation not in ("none", "dsa"):
+            raise ConfigError(
+                f"experts: augmentation is 'none' or 'dsa', not {self.augmentation!r}"
+            )
         require_positive(
             self, ("num_experts", "epochs", "batch_train", "images_per_class"), "experts"
         )
@@ -83,7 +97,7 @@ class ExpertConfig:
 
     @property
     def folder_name(self) -> str:
-        return f"{self.dataset}/{self.model}-{'zca' if self.zca else 'nozca'}"
+        return f"{self.dataset}/{self.model}-{self.preprocessing}"
 
     def training(self) -> dict:
         """The fields that define an expert's training (all but ``num_experts`` and ``seed``)."""
@@ -97,10 +111,15 @@ class ExpertConfig:
             "python -m bench experts",
             f"--dataset {self.dataset}",
             f"--model {self.model}",
-            "--zca" if self.zca else "--no-zca",
+            f"--preprocessing {self.preprocessing}",
             f"--num-experts {self.num_experts}",
             f"--epochs {self.epochs}",
         ]
+        defaults = ExpertConfig()
+        if self.batch_train != defaults.batch_train:
+            parts.append(f"--batch-train {self.batch_train}")
+        if self.augmentation != defaults.augmentation:
+            parts.append(f"--augmentation {self.augmentation}")
         if self.images_per_class is not None:
             parts.append(f"--images-per-class {self.images_per_class}")
         parts.append(f"--experts-dir {experts_dir}")
@@ -108,7 +127,8 @@ class ExpertConfig:
 
 
 def trajectory_folder(experts_dir: str | Path, config: ExpertConfig) -> Path:
-    """``<experts_dir>/<dataset>/<model>-<zca|nozca>``: where ``config``'s experts are stored."""
+    """``<experts_dir>/<dataset>/<model>-<preprocessing>``: where ``config``'s experts are
+    stored."""
     return Path(experts_dir) / config.folder_name
 
 
@@ -152,14 +172,19 @@ def _new_manifest(
     }
 
 
-def _check_manifest(manifest: dict, config: ExpertConfig, real: RealSet, folder: Path) -> None:
+def _check_manifest(
+    manifest: dict, config: ExpertConfig, preprocessing: dict, folder: Path
+) -> None:
     """Raise ``ConfigError`` unless ``manifest`` describes experts trained as ``config`` says on
-    data preprocessed as ``real``."""
+    data preprocessed as ``preprocessing`` (a ``RealSet.preprocessing_description()``)."""
     if manifest.get("format") != FORMAT:
         raise ConfigError(f"{folder}/manifest.json is not a {FORMAT} manifest")
+    stored_config = dict(manifest["config"])
+    if "zca" in stored_config:  # manifests written before ``preprocessing`` replaced ``zca``
+        stored_config["preprocessing"] = "zca" if stored_config.pop("zca") else "normalise"
     for what, stored, wanted in (
-        ("training", manifest["config"], config.training()),
-        ("preprocessing", manifest["preprocessing"], real.preprocessing_description()),
+        ("training", stored_config, config.training()),
+        ("preprocessing", manifest["preprocessing"], preprocessing),
     ):
         if stored != wanted:
             differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
@@ -198,11 +223,18 @@ def generate_experts(
         the trajectory folder.
 
     Raises:
-        ConfigError: the folder holds experts made with another training config or preprocessing.
+        ConfigError: the folder holds experts made with another training config or
+            preprocessing, or ``real`` is not preprocessed as ``config.preprocessing`` says.
     """
     from bench.evaluation.evaluate import test_accuracy
     from bench.evaluation.schedule import training_batches
 
+    kind = real.preprocessing_description()["kind"]
+    if kind != config.preprocessing:
+        raise ConfigError(
+            f"experts: the real data is preprocessed {kind!r}, the config says "
+            f"{config.preprocessing!r}; prepare it with bench.data.preprocess.prepare_real"
+        )
     folder = trajectory_folder(experts_dir, config)
     folder.mkdir(parents=True, exist_ok=True)
     real = _subset(real, config.images_per_class)
@@ -211,7 +243,7 @@ def generate_experts(
     manifest_path = folder / "manifest.json"
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
-        _check_manifest(manifest, config, real, folder)
+        _check_manifest(manifest, config, real.preprocessing_description(), folder)
     else:
         manifest = _new_manifest(config, real, template, device)
         _write_json(manifest_path, manifest)
@@ -294,8 +326,8 @@ class ExpertTrajectories:
         folder: the trajectory folder.
         config: the training the distillation needs (``num_experts`` at least, ``epochs``
             at least as many as the distillation reaches, the same everything else).
-        real: the distillation's preprocessed training split (its preprocessing must be the
-            experts').
+        preprocessing: the description of the data the experts must have been trained on
+            (``RealSet.preprocessing_description()``; ``bench.data.preprocess.describe``).
         net: a network of the experts' architecture (parameter names and shapes are checked).
 
     Raises:
@@ -306,14 +338,14 @@ class ExpertTrajectories:
     """
 
     def __init__(
-        self, folder: Path, config: ExpertConfig, real: RealSet, net: torch.nn.Module
+        self, folder: Path, config: ExpertConfig, preprocessing: dict, net: torch.nn.Module
     ) -> None:
         make = f"make them with: {config.command(folder.parent.parent)}"
         manifest_path = folder / "manifest.json"
         if not manifest_path.is_file():
             raise DataNotFoundError(f"no expert trajectories in {folder}; {make}")
         manifest = json.loads(manifest_path.read_text())
-        _check_manifest(manifest, config, real, folder)
+        _check_manifest(manifest, config, preprocessing, folder)
         shapes = [{"name": n, "shape": list(p.shape)} for n, p in net.named_parameters()]
         if manifest["parameters"] != shapes:
             raise ConfigError(f"the experts in {folder} were trained for another network")

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from bench.core.config import as_flat_dict
 from bench.core.provenance import provenance_tags
+from bench.data.preprocess import PREPROCESSING, prepare_real
 from bench.data.real import load_card, load_real
-from bench.data.zca import prepare_real
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from methods.experts import ExpertConfig, generate_experts, trajectory_folder
 
@@ -46,7 +46,8 @@ def make_experts(
     tracker.log_params(run, as_flat_dict(config, "experts"))
     print(
         f"experts: {config.num_experts} x {config.epochs} epochs of {config.model} on "
-        f"{card.display_name} ({'ZCA' if config.zca else 'no ZCA'}) -> {folder}"
+        f"{card.display_name} (preprocessing {config.preprocessing}, batch {config.batch_train}, "
+        f"augmentation {config.augmentation}) -> {folder}"
     )
     try:
         with tqdm(
@@ -86,10 +87,27 @@ def main(argv: list[str]) -> int:
     p.add_argument("--dataset", required=True, help="dataset card, e.g. cifar10-jpeg or eurosat")
     p.add_argument("--model", default="ConvNet", help="architecture (default: ConvNet)")
     p.add_argument(
+        "--preprocessing",
+        choices=PREPROCESSING,
+        default="zca",
+        help="normalise (card mean/std), zca (whitened, MTT's CIFAR protocol) or none (raw "
+        "[0, 1] pixels, the EuroSAT work's experts); default: zca",
+    )
+    p.add_argument(
         "--zca",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="ZCA-whiten the data as the distillation will (default: --zca)",
+        dest="preprocessing",
+        action="store_const",
+        const="zca",
+        help="shorthand for --preprocessing zca",
+    )
+    p.add_argument(
+        "--batch-train", type=int, default=256, help="mini-batch size (default: 256, MTT's)"
+    )
+    p.add_argument(
+        "--augmentation",
+        choices=("dsa", "none"),
+        default="dsa",
+        help="dsa (MTT's) or none (the EuroSAT work's); default: dsa",
     )
     p.add_argument("--num-experts", type=int, default=100, help="experts (default: 100)")
     p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default: 50)")
@@ -109,10 +127,12 @@ def main(argv: list[str]) -> int:
     config = ExpertConfig(
         dataset=args.dataset,
         model=args.model,
-        zca=args.zca,
+        preprocessing=args.preprocessing,
         num_experts=args.num_experts,
         epochs=args.epochs,
         images_per_class=args.images_per_class,
+        batch_train=args.batch_train,
+        augmentation=args.augmentation,
         seed=args.seed,
     )
     folder = make_experts(

@@ -2,7 +2,9 @@
 
 Cazenavette, Wang, Torralba, Efros, Zhu, "Dataset Distillation by Matching Training
 Trajectories", CVPR 2022 (arXiv 2203.11932); reference code GeorgeCazenavette/mtt-distillation
-at commit 50dccea (``distill.py``), applied to EuroSAT by julius-lautz/imp_dataset_distillation.
+at commit 50dccea (``distill.py``, ``buffer.py``: "MTT" below), applied to EuroSAT by D. Leal and
+J. Lautz, julius-lautz/imp_dataset_distillation at commit 4b8bf43 (``distillation.py``,
+``expert_training.py``, ``helper_functions.py``: "EuroSAT" below).
 
 The synthetic set S (``ipc`` images per class) and a synthetic learning rate alpha are learned so
 that ``syn_steps`` SGD steps on S, started from an expert's parameters at epoch t, land near the
@@ -11,16 +13,60 @@ same expert's parameters ``expert_epochs`` epochs later (paper Eq. 2):
     theta_{n+1} = theta_n - alpha grad L(A(S_n); theta_n),  theta_0 = theta*_t   (n < syn_steps)
     L = ||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2
 
-with A the DSA augmentation, S_n the n-th mini-batch of ``batch_syn`` synthetic images (all of
-S by default) and t drawn uniformly from ``[0, max_start_epoch)`` (as the reference's
-``np.random.randint(0, max_start_epoch)``). S is updated by SGD (momentum 0.5) at ``lr_img``, alpha
-at ``lr_lr``; the expert trajectories come from ``methods/experts.py``.
+with A the DSA augmentation (``dsa``; identity without), S_n the n-th mini-batch of
+``batch_syn`` synthetic images (all of S by default) and t drawn uniformly from
+``[0, max_start_epoch)``. S is updated by SGD (momentum 0.5) at ``lr_img``, alpha at ``lr_lr``;
+the expert trajectories come from ``methods/experts.py``.
 
-Differences from the reference, stated where they apply: every draw comes from seeds derived
-from the run's seed, per iteration, so ``--resume`` continues exactly; the expert is drawn
-uniformly each iteration (the reference's ``--load_all`` behaviour; its default walks shuffled
-files of ten experts); alpha is kept at least ``MIN_LR`` after each step (the reference lets it
-go negative, which would train the evaluation networks backwards).
+Reference line -> this code -> same or different, why:
+
+- MTT ``buffer.py``: SGD lr 0.01, mom 0, wd 0, no decay, 50 epochs, params saved at init and
+  every epoch -> ``experts.generate_experts`` -> same.
+- MTT ``buffer.py``: ``batch_train=256``, ``dsa='True'`` (DSA
+  ``color_crop_cutout_flip_scale_rotate``) -> ``ExpertConfig`` defaults,
+  ``expert_batch_train=256``, ``expert_augmentation="dsa"`` -> same.
+- EuroSAT ``expert_training.py``: ``batch_train=128``; ``epoch(aug=True)`` calls
+  ``DiffAugment``, whose body is commented out -> EuroSAT recipes: ``expert_batch_train=128``,
+  ``expert_augmentation="none"`` -> same: no augmentation anywhere.
+- MTT ``--zca``: kornia ``ZCAWhitening(eps=0.1)`` on [0, 1] pixels, experts and distillation
+  alike -> ``preprocessing="zca"`` (``bench/data/preprocess.py``) -> same.
+- EuroSAT ``get_full_dataset``: ``args.zca`` true -> ``ToTensor`` only, else ``Normalize(mean,
+  std)``; nothing whitens -> ``preprocessing="none"`` / ``"normalise"`` -> same.
+- EuroSAT ``expert_training.py`` ``--zca`` is ``store_false``: experts default to raw [0, 1]
+  pixels -> EuroSAT recipes: ``expert_preprocessing="none"`` -> same, a mismatch allowed by this
+  field only.
+- EuroSAT ``distillation.py`` ``--zca`` is ``store_true`` but then reads the never-set
+  ``args.zca_trans`` (AttributeError), so it runs without: normalised -> EuroSAT recipes:
+  ``preprocessing="normalise"`` -> same: experts on raw pixels, distillation on normalised ones
+  (the defaults of both scripts).
+- EuroSAT ``DiffAugment`` in the student steps (commented-out body) -> EuroSAT recipes:
+  ``dsa=false`` -> same.
+- MTT ``distill.py``: student steps ``p - syn_lr * grad`` with ``create_graph``, mini-batches
+  ``torch.split(randperm, batch_syn)`` popped from the end -> ``trajectory_matching_loss`` ->
+  same.
+- both: ``mse(.., 'sum' or 'mean') / num_params`` over the start-target distance -> ratio of
+  squared norms -> same (the normalisations cancel).
+- both: ``np.random.randint(0, max_start_epoch)``; EuroSAT ``load_all`` default
+  (``store_false``): a uniform expert per iteration; MTT default: shuffled files of ten experts
+  walked in order -> a uniform expert per iteration -> EuroSAT same; MTT different (order only,
+  same distribution of experts).
+- both: global RNG (``time``-seeded networks in EuroSAT) -> draws from seeds derived from the
+  run's seed, per iteration -> different: ``--resume`` continues exactly.
+- both: ``syn_lr`` unconstrained -> clamped to at least ``MIN_LR`` after each step -> different:
+  a negative rate would train the evaluation networks backwards.
+- both ``evaluate_synset``: learned lr, ``epoch_eval_train + 1`` passes, x0.1 after ``Epoch // 2
+  + 1``, mom 0.9, wd 5e-4, ``batch_train`` -> shared evaluation (``bench/evaluation``),
+  ``eval.lr_from_set`` -> same; MTT batch 256 + DSA, EuroSAT batch 128 + no augmentation
+  (recipes' ``[eval]``).
+- both: ``for it in range(Iteration + 1)``, evaluating before the update, so the last update is
+  never evaluated -> ``iterations`` updates, then the final set is evaluated -> same sets
+  measured.
+- both: evaluate 5 networks every ``eval_it=100`` iterations, keep the best mean ->
+  ``eval_every``; statistic ``max_over_evaluations`` -> same, reported beside the final set's
+  accuracy.
+
+The ``mtt-eurosat-*-cifar-protocol`` recipes apply MTT's CIFAR protocol (ZCA, DSA, batch 256)
+to EuroSAT: a labelled variant, not the EuroSAT work's protocol.
 """
 
 from __future__ import annotations
@@ -34,9 +80,14 @@ import torch.nn.functional as F
 from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
+from bench.data.preprocess import (
+    Preprocessing,
+    check_preprocessing,
+    describe,
+    prepare_real,
+)
 from bench.data.real import RealSet
 from bench.data.synthetic import SyntheticSet
-from bench.data.zca import prepare_real
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
 from bench.spec.outer_loop import OuterLoop
@@ -53,10 +104,10 @@ _ITERATION, _NETWORK = 1, 2
 
 @dataclass(frozen=True)
 class MTTConfig:
-    """MTT hyper-parameters. Defaults are the EuroSAT work's (imp_dataset_distillation
-    ``distillation.py`` and README: syn_steps 20, expert_epochs 3, max_start_epoch 5, lr_img
-    1000, lr_lr 1e-5, lr_teacher 0.01, ZCA) and the reference's (5000 iterations, real
-    initialisation, DSA, 100 experts x 50 epochs); CIFAR-10 recipes override them."""
+    """MTT hyper-parameters. The step sizes default to the EuroSAT work's (``distillation.py``:
+    syn_steps 20, expert_epochs 3, max_start_epoch 5, lr_img 1000, lr_lr 1e-5, lr_teacher
+    0.01), the protocol to MTT's CIFAR one (5000 iterations, real initialisation, ZCA, DSA,
+    experts of 100 x 50 epochs with batch 256 and DSA); every recipe states its own values."""
 
     iterations: int = 5000
     syn_steps: int = 20
@@ -76,11 +127,24 @@ class MTTConfig:
     batches save memory and change the result)"""
     init: Literal["real", "noise"] = "real"
     """initial synthetic images: ``real`` (random real images of each class) or ``noise``"""
-    zca: bool = True
-    """ZCA-whiten the real data (``bench/data/zca.py``); experts must have been made the same way"""
+    preprocessing: Preprocessing = "zca"
+    """how the real data are preprocessed for the distillation and its evaluation
+    (``bench/data/preprocess.py``): ``"zca"`` (MTT), ``"normalise"`` (EuroSAT's distillation),
+    ``"none"``"""
+    expert_preprocessing: Literal["same", "normalise", "zca", "none"] = "same"
+    """the preprocessing the expert trajectories were trained on; ``"same"``: ``preprocessing``.
+    Anything else is a deliberate mismatch (the EuroSAT work's experts default to ``"none"``,
+    its distillation to ``"normalise"``); the experts' manifest is checked against it"""
+    expert_batch_train: int = 256
+    """mini-batch size the experts were trained with (MTT 256, EuroSAT 128)"""
+    expert_augmentation: Literal["none", "dsa"] = "dsa"
+    """augmentation the experts were trained with (MTT DSA; EuroSAT none: its ``DiffAugment``
+    body is commented out)"""
     dsa: bool = True
+    """DSA on the student's mini-batches (MTT); false: no augmentation (EuroSAT)"""
     dsa_strategy: str = "color_crop_cutout_flip_rotate"
-    """DSA strategy during distillation (EuroSAT work's default; MTT's has ``scale`` too)"""
+    """DSA strategy during distillation (the EuroSAT work's argument default, which its
+    ``DiffAugment`` ignores; MTT's has ``scale`` too and its recipes set it)"""
     model: str = "ConvNet"
     num_experts: int = 100
     """experts drawn from (the paper trains 100)"""
@@ -97,12 +161,19 @@ class MTTConfig:
     def __post_init__(self) -> None:
         if self.model not in NETWORKS:
             raise ConfigError(f"method.model: unknown network {self.model!r}")
+        check_preprocessing(self.preprocessing, "method.preprocessing")
+        if self.expert_preprocessing != "same":
+            check_preprocessing(self.expert_preprocessing, "method.expert_preprocessing")
+        if self.expert_augmentation not in ("none", "dsa"):
+            raise ConfigError(
+                f"method.expert_augmentation is 'none' or 'dsa', not {self.expert_augmentation!r}"
+            )
         require_positive(
             self,
             ("iterations", "syn_steps", "expert_epochs", "max_start_epoch", "num_experts"),
             "method",
         )
-        require_positive(self, ("batch_syn", "expert_train_epochs"), "method")
+        require_positive(self, ("batch_syn", "expert_train_epochs", "expert_batch_train"), "method")
         require_learning_rates(self, "method")
         if self.max_start_epoch - 1 + self.expert_epochs > self.expert_train_epochs:
             raise ConfigError(
@@ -112,25 +183,40 @@ class MTTConfig:
                 "experts (method.expert_train_epochs)"
             )
 
+    @property
+    def experts_preprocessing(self) -> str:
+        """The preprocessing of the experts (``expert_preprocessing`` with ``"same"`` resolved)."""
+        same = self.expert_preprocessing == "same"
+        return self.preprocessing if same else self.expert_preprocessing
+
     def experts(self, dataset: str) -> ExpertConfig:
         """The expert trajectories this distillation needs."""
         return ExpertConfig(
             dataset=dataset,
             model=self.model,
-            zca=self.zca,
+            preprocessing=self.experts_preprocessing,
             num_experts=self.num_experts,
             epochs=self.expert_train_epochs,
+            batch_train=self.expert_batch_train,
+            augmentation=self.expert_augmentation,
             images_per_class=self.expert_images_per_class,
         )
 
 
 def load_experts(real: RealSet, config: MTTConfig) -> ExpertTrajectories:
-    """The verified expert trajectories for ``real`` (see ``ExpertTrajectories`` for errors)."""
+    """The verified expert trajectories for ``real`` (see ``ExpertTrajectories`` for errors).
+
+    The experts' manifest must record ``real``'s preprocessing, or, where
+    ``config.expert_preprocessing`` names another one, that one on the same training split."""
     expert_config = config.experts(real.card.name)
     card = real.card
     net = build_network(config.model, card.channels, card.num_classes, card.image_size, 0)
     folder = trajectory_folder(config.experts_dir, expert_config)
-    return ExpertTrajectories(folder, expert_config, real, net)
+    if config.experts_preprocessing == config.preprocessing:
+        wanted = real.preprocessing_description()
+    else:  # the split as load_real gave it, preprocessed the experts' way
+        wanted = describe(config.experts_preprocessing, real)
+    return ExpertTrajectories(folder, expert_config, wanted, net)
 
 
 def _unflatten(flat: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:

@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
+from bench.data.preprocess import Preprocessing, check_preprocessing, prepare_real
 from bench.data.real import RealSet
 from bench.data.synthetic import SyntheticSet
-from bench.data.zca import prepare_real
 from bench.spec.method import Kind, Method
 
 
@@ -19,8 +19,12 @@ class WholeConfig:
     """Nothing to choose: the training set is the whole real training split. How the network
     is trained is the recipe's evaluation protocol."""
 
-    zca: bool = False
-    """train and test on ZCA-whitened data (``bench/data/zca.py``), as MTT's baselines"""
+    preprocessing: Preprocessing = "normalise"
+    """train and test on data preprocessed this way (``bench/data/preprocess.py``), as the
+    method it bounds (MTT's recipes)"""
+
+    def __post_init__(self) -> None:
+        check_preprocessing(self.preprocessing, "method.preprocessing")
 
 
 def whole_training_set(

@@ -18,7 +18,9 @@ from bench.evaluation.networks import build_network
 from methods import mtt
 from methods.experts import ExpertConfig, ExpertTrajectories, generate_experts
 
-TINY = dict(dataset="cifar10-jpeg", zca=False, num_experts=1, epochs=2, images_per_class=10)
+TINY = dict(
+    dataset="cifar10-jpeg", preprocessing="normalise", num_experts=1, epochs=2, images_per_class=10
+)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_expert_parameters_change_across_epochs_and_the_file_round_trips(experts
     assert manifest["config"]["epochs"] == 2 and manifest["config"]["images_per_class"] == 10
     card = small[0].card
     net = build_network("ConvNet", 3, 10, card.image_size, 0)
-    trajectories = ExpertTrajectories(folder, config, small[0], net)
+    trajectories = ExpertTrajectories(folder, config, small[0].preprocessing_description(), net)
     stored = load_file(str(folder / "expert_0000.safetensors"))
     names = [n for n, _ in net.named_parameters()]
     assert all(stored[n].shape[0] == config.epochs + 1 for n in names)
@@ -124,15 +126,22 @@ def test_corrupt_missing_and_mismatched_experts_are_refused(experts, small, tmp_
     root, folder, config = experts
     net = build_network("ConvNet", 3, 10, small[0].card.image_size, 0)
     with pytest.raises(DataNotFoundError, match="python -m bench experts"):
-        ExpertTrajectories(tmp_path / "none", config, small[0], net)
+        ExpertTrajectories(tmp_path / "none", config, {}, net)
     with pytest.raises(DataNotFoundError, match="2 finished expert"):
-        ExpertTrajectories(folder, dataclasses.replace(config, num_experts=3), small[0], net)
+        ExpertTrajectories(
+            folder,
+            dataclasses.replace(config, num_experts=3),
+            small[0].preprocessing_description(),
+            net,
+        )
     # preprocessing mismatch: experts made without ZCA, distillation on whitened data
     white = zca_whiten(*small)[0]
     with pytest.raises(ConfigError, match="another preprocessing.*refusing to mix"):
-        ExpertTrajectories(folder, config, white, net)
+        ExpertTrajectories(folder, config, white.preprocessing_description(), net)
     with pytest.raises(ConfigError, match="another training.*epochs"):
-        ExpertTrajectories(folder, dataclasses.replace(config, epochs=5), small[0], net)
+        ExpertTrajectories(
+            folder, dataclasses.replace(config, epochs=5), small[0].preprocessing_description(), net
+        )
     copy = tmp_path / "copy"
     copy.mkdir()
     for f in folder.iterdir():
@@ -141,7 +150,7 @@ def test_corrupt_missing_and_mismatched_experts_are_refused(experts, small, tmp_
     data[-10] ^= 0xFF
     (copy / "expert_0001.safetensors").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="checksum"):
-        ExpertTrajectories(copy, config, small[0], net)
+        ExpertTrajectories(copy, config, small[0].preprocessing_description(), net)
 
 
 def _mtt_config(root, **changes):
@@ -149,7 +158,7 @@ def _mtt_config(root, **changes):
         syn_steps=3,
         expert_epochs=1,
         max_start_epoch=1,
-        zca=False,
+        preprocessing="normalise",
         num_experts=2,
         expert_train_epochs=2,
         expert_images_per_class=10,
@@ -211,8 +220,10 @@ def test_learned_learning_rate_stays_positive(experts, small, monkeypatch):
 def test_distillation_refuses_experts_of_other_preprocessing(experts, small):
     root, _, _ = experts
     # the folder for ZCA experts does not exist: the message gives the command that makes them
-    with pytest.raises(DataNotFoundError, match="--zca"):
-        mtt.distill(zca_whiten(*small)[0], 1, _mtt_config(root, zca=True), 0, torch.device("cpu"))
+    with pytest.raises(DataNotFoundError, match="--preprocessing zca"):
+        mtt.distill(
+            zca_whiten(*small)[0], 1, _mtt_config(root, preprocessing="zca"), 0, torch.device("cpu")
+        )
 
 
 def test_config_refuses_start_epochs_beyond_the_experts():

@@ -12,6 +12,7 @@ import torch
 from test_eurosat import _small, _write_eurosat
 
 from bench.cli import main
+from bench.data.preprocess import prepare_real
 from bench.data.real import load_card, load_real
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
@@ -63,7 +64,10 @@ def test_experts_then_smoke_reproduction_log_matching_and_both_statistics(mtt_ru
     assert code == 0
     runs = tracker.client.search_runs([tracker.experiment_id])
     expert_run = next(r for r in runs if r.data.tags.get("kind") == "experts")
-    assert expert_run.info.status == "FINISHED" and expert_run.data.params["experts.zca"] == "True"
+    assert (
+        expert_run.info.status == "FINISHED"
+        and expert_run.data.params["experts.preprocessing"] == "zca"
+    )
     parent = next(
         r
         for r in runs
@@ -95,20 +99,36 @@ def test_eurosat_experts_distillation_and_evaluation_on_its_on_disk_format(tmp_p
     card = _small(load_card("eurosat"))
     train, test = (load_real(card, tmp_path / "data", split) for split in ("train", "test"))
     cpu = torch.device("cpu")
-    experts = ExpertConfig(dataset="eurosat", zca=False, num_experts=1, epochs=3)
-    generate_experts(train, test, experts, tmp_path / "experts", cpu)
+    # the EuroSAT work's protocol: experts on raw pixels (batch 128, no augmentation), the
+    # distillation on normalised ones without augmentation, evaluation batch 128
+    raw = prepare_real(train, test, ExpertConfig(preprocessing="none"))
+    experts = ExpertConfig(
+        dataset="eurosat",
+        preprocessing="none",
+        num_experts=1,
+        epochs=3,
+        batch_train=128,
+        augmentation="none",
+    )
+    generate_experts(*raw, experts, tmp_path / "experts", cpu)
     config = mtt.MTTConfig(
         iterations=2,
         syn_steps=2,
         expert_epochs=2,
         max_start_epoch=1,
-        zca=False,
+        preprocessing="normalise",
+        expert_preprocessing="none",
+        expert_batch_train=128,
+        expert_augmentation="none",
+        dsa=False,
         num_experts=1,
         expert_train_epochs=3,
         experts_dir=str(tmp_path / "experts"),
     )
     synset = mtt.distill(train, 1, config, seed=0, device=cpu)
     assert synset.images.shape == (10, 3, 64, 64) and synset.labels.tolist() == list(range(10))
-    protocol = EvalProtocol(augmentation="dsa", lr_from_set=True, epochs=2, num_exp=1, num_eval=1)
+    protocol = EvalProtocol(
+        augmentation="none", batch_train=128, lr_from_set=True, epochs=2, num_exp=1, num_eval=1
+    )
     accuracies = evaluate_synthetic_set(synset, test, protocol, 0, cpu)["ConvNet"]
     assert len(accuracies) == 1 and 0.0 <= accuracies[0] <= 100.0

@@ -73,3 +73,22 @@ def test_recording_one_entry_keeps_the_other_baselines(tmp_path, monkeypatch):
         bench.reports.regress, "run_entry", lambda e, o: ("0" * 32, [42.0, 43.0], {})
     )
     assert regress(None, (random_entry,), path, record=False) == 1
+
+
+def test_mtt_entry_makes_exactly_the_experts_its_overridden_recipe_needs():
+    from bench.core.config import parse_set_options
+    from bench.spec.recipes import load_recipe, resolve
+
+    entry = next(e for e in SUITE if e.recipe.startswith("mtt-"))
+    sets = parse_set_options([o.replace("{work}", "/w") for o in entry.overrides])
+    run = resolve(load_recipe(entry.recipe), "smoke", 0, sets, entry.dataset)
+    needed = run.method_config.experts(entry.dataset)
+    argv = [part.replace("{work}", "/w") for part in entry.setup]
+    assert ["python", "-m", "bench", *argv] == needed.command("/w/experts").split()
+    assert entry.tolerance > 1.0 and entry.tolerance_reason
+
+
+def test_an_entrys_own_tolerance_decides_its_test():
+    baseline, measured = [21.0, 21.0], [19.5, 19.5]  # 1.5 pp lower, no spread
+    assert drop_test(measured, baseline).failed
+    assert not drop_test(measured, baseline, tolerance=3.0).failed

@@ -100,7 +100,7 @@ class RealSet:
     card: DatasetCard
     preprocessing: dict = field(default_factory=dict)
     """how ``images`` were made from the files when not by the card's mean/std (e.g. ZCA
-    whitening, ``bench/data/zca.py``); empty: the card's normalisation"""
+    whitening or raw pixels, ``bench/data/preprocess.py``); empty: the card's normalisation"""
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None
     """maps images of this preprocessing back to [0, 1] pixels (for pictures); None:
     ``denormalise``"""

@@ -4,8 +4,9 @@ File format (``synthetic_set.safetensors``), readable by any evaluator with ``sa
   - tensor ``images``: float32 ``[N, C, H, W]`` in the preprocessing that the metadata
     ``preprocessing`` states: ``{"kind": "normalise", "mean": [...], "std": [...]}``
     (``x_normalised = (x - mean) / std`` per channel, ``x`` in [0, 1]; most methods) or
-    ``{"kind": "zca", ...}`` (ZCA-whitened after that normalisation: MTT and the baselines
-    of ZCA recipes; ``bench/data/zca.py`` gives the fields);
+    ``{"kind": "zca", ...}`` (ZCA-whitened [0, 1] pixels: MTT and the baselines of ZCA
+    recipes; ``bench/data/zca.py`` gives the fields) or ``{"kind": "none", ...}`` (the [0, 1]
+    pixels themselves; ``bench/data/preprocess.py``);
   - tensor ``labels``: int64 ``[N]``, class indices in ``[0, K)``;
   - method-specific tensors (``SyntheticSet.extras``), each under its own name:
     ``indices`` int64 ``[N]`` (coresets: positions in the real training split), ``lr`` float32

@@ -1,12 +1,14 @@
-"""ZCA whitening of a real dataset, as MTT preprocesses CIFAR-10 and EuroSAT.
+"""ZCA whitening of a real dataset, as MTT preprocesses CIFAR-10 (``preprocessing = "zca"``,
+``bench/data/preprocess.py``).
 
 Follows ``get_dataset`` of the MTT reference code (GeorgeCazenavette/mtt-distillation@50dccea,
-``utils.py``) and of the EuroSAT work (julius-lautz/imp_dataset_distillation@4b8bf43): with ZCA
-the images are *not* mean/std-normalised first; kornia's ``ZCAWhitening(eps=0.1)`` is fitted on
-the training split's pixels in [0, 1] and the same transform is applied to the training and the
-test split. Everything trained or evaluated on such data (expert trajectories, distillation,
-evaluation) must see this one transform, so a ``RealSet`` carries a description of its
-preprocessing (``RealSet.preprocessing``) that expert manifests record and distillation checks.
+``utils.py``): with ZCA the images are *not* mean/std-normalised first; kornia's
+``ZCAWhitening(eps=0.1)`` is fitted on the training split's pixels in [0, 1] and the same
+transform is applied to the training and the test split. (The EuroSAT work's ``--zca`` never
+whitens: it only drops the normalisation, ``preprocessing = "none"``.) Everything trained or
+evaluated on such data (expert trajectories, distillation, evaluation) must see this one
+transform, so a ``RealSet`` carries a description of its preprocessing
+(``RealSet.preprocessing``) that expert manifests record and distillation checks.
 """
 
 from __future__ import annotations
@@ -77,12 +79,6 @@ def zca_whiten(
         )
         for split in (train, test)
     )
-
-
-def prepare_real(train: RealSet, test: RealSet, config) -> tuple[RealSet, RealSet]:
-    """``prepare_real`` of the methods whose config has a ``zca`` switch (MTT and the baselines
-    it is compared with): both splits whitened by ``zca_whiten`` when ``config.zca``."""
-    return zca_whiten(train, test) if config.zca else (train, test)
 
 
 def _pixel_chunks(split: RealSet, size: int = 10000):
