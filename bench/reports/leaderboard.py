@@ -20,7 +20,7 @@ Holm-Bonferroni correction across them.
 Outputs, per leaderboard ``<name>``: ``<name>.md`` and ``<name>.tex`` (the same table through
 one renderer), ``<name>.png`` (reproduced against published, with error bars, one panel per
 method, one colour per dataset), ``grids/<recipe>.png`` (the synthetic images of a run shown,
-copied on ingest; point-cloud methods add ``grids/<recipe>-points.png``) and ``README.md``.
+copied on ingest; a method's other pictures add ``grids/<recipe>-<picture>.png``) and ``README.md``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class MeasuredRun:
     """milliseconds since the epoch (MLflow's), to order runs"""
     final_mean: float | None = None
     """where ``mean`` is the best evaluation during distillation (recipes whose published
-    number is that statistic, e.g. MTT's) or on a stream of generator batches: the final
+    number is that statistic) or on a stream of batches drawn from the set: the final
     synthetic set's mean accuracy, shown beside it"""
     recipe_version: str = ""
     dataset: str = ""
@@ -404,7 +404,7 @@ def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Pat
 def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -> list[Path]:
     """Copy the PNG artifacts of the run's first synthetic set to ``folder``: its grid
     (``synthetic_grid.png``) as ``<name>.png``, any other picture a method adds (``<x>.png``, e.g.
-    point-cloud renders) as ``<name>-<x>.png``; empty when the run has none (the whole-dataset
+    renders of a method) as ``<name>-<x>.png``; empty when the run has none (the whole-dataset
     baseline)."""
     children = sorted(tracker.children(run.run_id), key=lambda c: c.data.tags.get("set_index", ""))
     copied = []

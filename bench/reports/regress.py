@@ -85,6 +85,15 @@ SUITE = (
     SuiteEntry("gm-fashionmnist-ipc1"),
     SuiteEntry("gm-cifar10-ipc1", "cifar10-jpeg"),
     SuiteEntry("random-mnist-ipc1"),
+    # Point clouds (dense network, faithful protocol): floor() of continuous coordinates turns
+    # float-level differences between CPU models into different voxels, so the set and the
+    # accuracy of 2 ConvNets on its 10 images can differ by several points between machines
+    SuiteEntry(
+        "pc-gm-mnist-pytorch-2layer",
+        tolerance=5.0,
+        tolerance_reason="coordinates are floored to voxels: float differences between CPU "
+        "models move points across voxel borders",
+    ),
     # GTN family: the balanced-batch variant (the faithful per-class one tests near chance, so a
     # drop could not show), 3 learners x 3 matching steps, the last generator, 3 MLPs on the
     # generator's stream: the test passes of ConvNet on 10,000 images would dominate the time
@@ -98,6 +107,8 @@ SUITE = (
             "eval.models=MLP",
         ),
         tolerance=GTN_TOLERANCE,
+        tolerance_reason="generator training amplifies float differences between CPU models "
+        "(GTN_TOLERANCE)",
     ),
     # MTT: ZCA, one tiny expert made within the run (2 epochs of 200 images at batch 256: two
     # SGD steps, so the student takes two as well), trajectory matching with the learned rate
