@@ -86,13 +86,13 @@ SUITE = (
     SuiteEntry("gm-cifar10-ipc1", "cifar10-jpeg"),
     SuiteEntry("random-mnist-ipc1"),
     # Point clouds (dense network, faithful protocol): floor() of continuous coordinates turns
-    # float-level differences between CPU models into different voxels, so the set and the
-    # accuracy of 2 ConvNets on its 10 images can differ by several points between machines
+    # float-level differences between CPU models into different voxels
     SuiteEntry(
         "pc-gm-mnist-pytorch-2layer",
-        tolerance=5.0,
+        tolerance=3.0,
         tolerance_reason="coordinates are floored to voxels: float differences between CPU "
-        "models move points across voxel borders",
+        "models move points across voxel borders (proposed; the smoke set tests at 14 %, so a "
+        "wider tolerance could not see a fall to chance)",
     ),
     # GTN family: the balanced-batch variant (the faithful per-class one tests near chance, so a
     # drop could not show), 3 learners x 3 matching steps, the last generator, 3 MLPs on the
