@@ -781,30 +781,29 @@ def distill(
     return loop.synthetic_set()
 
 
-GTN_GM = Method(
-    name="gtn-gm",
-    config_class=GTNGMConfig,
-    kind=Kind.DISTILLED,
-    distill=distill,
-    stream=stream_from_set,
-    speed_benchmark="methods.gtn_speed:main",
-    description="generative teaching network trained by gradient matching (GTN+GM)",
+def _variant(name: str, config_class: type, description: str) -> Method:
+    """The three GTN methods share the entry point, the stream and the speed benchmark."""
+    return Method(
+        name=name,
+        config_class=config_class,
+        kind=Kind.DISTILLED,
+        distill=distill,
+        stream=stream_from_set,
+        speed_benchmark="methods.gtn_speed:main",
+        description=description,
+    )
+
+
+GTN_GM = _variant(
+    "gtn-gm", GTNGMConfig, "generative teaching network trained by gradient matching (GTN+GM)"
 )
-GTN_IFT = Method(
-    name="gtn-ift",
-    config_class=GTNIFTConfig,
-    kind=Kind.DISTILLED,
-    distill=distill,
-    stream=stream_from_set,
-    speed_benchmark="methods.gtn_speed:main",
-    description="generative teaching network trained by implicit differentiation (GTN+IFT)",
+GTN_IFT = _variant(
+    "gtn-ift",
+    GTNIFTConfig,
+    "generative teaching network trained by implicit differentiation (GTN+IFT)",
 )
-GTN_UNROLLED = Method(
-    name="gtn-unrolled",
-    config_class=GTNUnrolledConfig,
-    kind=Kind.DISTILLED,
-    distill=distill,
-    stream=stream_from_set,
-    speed_benchmark="methods.gtn_speed:main",
-    description="generative teaching network trained by unrolled back-propagation",
+GTN_UNROLLED = _variant(
+    "gtn-unrolled",
+    GTNUnrolledConfig,
+    "generative teaching network trained by unrolled back-propagation",
 )
