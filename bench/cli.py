@@ -357,9 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sets",
         nargs="+",
         metavar="SET",
-        help="synthetic_set.safetensors, DC's res_*.pt, MTT's images_*.pt (labels_*.pt beside "
-        "it) or a folder of class folders of PNG/JPEG images; several files (or a file of "
-        "several sets) are several sets of one run",
+        help="synthetic_set.safetensors, a reference code's res_*.pt result file or images_*.pt "
+        "(labels_*.pt beside it; README: Evaluate a set made elsewhere), or a folder of class "
+        "folders of PNG/JPEG images; several files (or a file of several sets) are several sets "
+        "of one run",
     )
     add_options(p, EvaluateOptions, skip=("checkpoint_every",))
     p.set_defaults(func=_cmd_evaluate)
