@@ -193,3 +193,27 @@ def test_ingesting_a_new_run_changes_only_its_cell(tmp_path):
     table = [line for line in changed if line.startswith("| ")]
     assert len(table) == 1 and table[0].startswith("| gm-svhn-ipc1 ") and new in table[0]
     assert all(new in line or "recipes measured" in line for line in changed), changed
+
+
+def test_a_submitted_set_gets_its_own_row_beside_the_suites_and_is_never_pooled(tmp_path):
+    """``python -m bench evaluate`` runs (tag ``source=external``) are ingested as their own
+    labelled row; the suite's cell and the table-level claim ignore them."""
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path)
+    rng = np.random.default_rng(1)
+    sets = (91.7 + rng.normal(0, 0.2, (4, 1)) + rng.normal(0, 0.4, (4, 20))).round(2).tolist()
+    own = log_sets(tracker, tmp_path, "gm-mnist-ipc1", sets[:3], seed=0)
+    submitted = log_sets(tracker, tmp_path, "gm-mnist-ipc1", [[50.0, 52.0, 51.0]], seed=0)
+    tracker.set_tags(
+        submitted,
+        {"source": "external", "submitted_by": "someone", "file.0.sha256": "f" * 64},
+    )
+    out = tmp_path / "boards"
+    write_leaderboards(tracker, out)
+    rows = table_rows((out / "dc-table1.md").read_text())
+    (mine,) = rows["gm-mnist-ipc1"]
+    assert mine[HEADERS.index("runs")] == own  # not pooled with the submitted set
+    assert mine[HEADERS.index("reproduced (%)")].endswith("(n=60)")
+    (theirs,) = rows[f"gm-mnist-ipc1 (submitted: someone, {'f' * 12})"]
+    assert theirs[HEADERS.index("runs")] == submitted
+    assert theirs[HEADERS.index("reproduced (%)")].startswith("51.00")
+    assert "1 of 1 comparable cell(s) reproduced" in (out / "dc-table1.md").read_text()

@@ -100,6 +100,10 @@ class MeasuredRun:
     """pictures of this run under the leaderboard folder (``grids/...``)"""
     statistic: str = "final"
     """what ``mean`` is (``bench.spec.recipes.STATISTICS``)"""
+    submitted: str = ""
+    """for a set made elsewhere and judged with ``python -m bench evaluate`` (tag
+    ``source=external``): who made it and the first file's SHA-256 prefix; its row stands beside
+    the suite's own reproduction of the recipe and is never pooled with it"""
 
     @classmethod
     def from_record(cls, record: dict) -> MeasuredRun | None:
@@ -139,12 +143,25 @@ class MeasuredRun:
             final_sets=nested(record.get("final_sets")),
             pictures=tuple(record.get("pictures", ())),
             statistic=statistic,
+            submitted=(
+                f"{tags.get('submitted_by') or 'unnamed'}, {tags.get('file.0.sha256', '')[:12]}"
+                if tags.get("source") == "external"
+                else ""
+            ),
         )
 
     @property
-    def cell(self) -> tuple[str, str, str, str, str]:
-        """Runs with the same cell are pooled: recipe, version, data copy, budget, overrides."""
-        return (self.recipe, self.recipe_version, self.dataset_name, self.budget, self.overrides)
+    def cell(self) -> tuple[str, ...]:
+        """Runs with the same cell are pooled: recipe, version, data copy, budget, overrides;
+        each submitted set is a cell of its own."""
+        return (
+            self.recipe,
+            self.recipe_version,
+            self.dataset_name,
+            self.budget,
+            self.overrides,
+            self.submitted and self.run_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -197,8 +214,6 @@ def ingest(tracker: Tracker, ledger: Path) -> list[Path]:
         model = (tags.get("eval_models") or "ConvNet").split()[0]
         if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
             continue
-        if tags.get("source") == "external":  # a submitted set is never the suite's own run
-            continue
         written.append(export_run(tracker, run.info.run_id, ledger / f"{run.info.run_id}.json"))
     return written
 
@@ -240,6 +255,7 @@ def build_rows(recipes: list[Recipe], runs: list[MeasuredRun]) -> list[Row]:
                 mine.append(Row(recipe, (members[-1],)))
         mine.sort(
             key=lambda r: (
+                bool(r.run.submitted),  # the suite's own rows first, submitted sets beside them
                 r.run.recipe_version != str(recipe.version),  # the current protocol first
                 r.run.dataset_name,
                 BUDGET_ORDER.get(r.run.budget, 9),
@@ -279,6 +295,8 @@ def table_cells(row: Row, dataset_names: dict[str, str]) -> list[str]:
     """The cells of ``row`` under ``HEADERS``."""
     recipe, run = row.recipe, row.run
     name = recipe.name
+    if run is not None and run.submitted:
+        name += f" (submitted: {run.submitted})"
     if run is not None and run.recipe_version and run.recipe_version != str(recipe.version):
         # an older protocol of this recipe: shown, never mixed with the current version's runs
         name += f" (v{run.recipe_version}, superseded by v{recipe.version})"
@@ -305,7 +323,7 @@ def table_claim(rows: list[Row], alpha: float = 0.05) -> str:
     """The table-level claim: of the cells tested against the paper, how many are reproduced
     and how many not after a Holm-Bonferroni correction across them (``statsmodels``
     ``multipletests(method="holm")`` on the equivalence, then on the difference p-values)."""
-    tested = [r.pooled for r in rows if r.pooled and r.pooled.comparable]
+    tested = [r.pooled for r in rows if r.pooled and r.pooled.comparable and not r.run.submitted]
     tested = [v for v in tested if not math.isnan(v.p_equivalence)]
     if not tested:
         return (
