@@ -119,6 +119,8 @@ def test_list_shows_every_recipe_with_its_published_number(capsys):
 def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
     good = (RECIPES_DIR / "gm-mnist-ipc1.toml").read_text()
     (tmp_path / "gm-mnist-ipc1.toml").write_text(good)
+    for baseline in ("random-mnist-ipc1", "herding-mnist-ipc1"):  # gm-mnist-ipc1's baselines
+        (tmp_path / f"{baseline}.toml").write_text((RECIPES_DIR / f"{baseline}.toml").read_text())
     typo = good.replace('name = "gm-mnist-ipc1"', 'name = "typo"').replace(
         "[method_overrides]", "[method_overrides]\nlr_imgg = 0.2"
     )
@@ -132,7 +134,7 @@ def test_validate_reports_broken_recipes(tmp_path, monkeypatch, capsys):
     assert "ok      gm-mnist-ipc1" in out
     assert "FAILED  typo: unknown key 'lr_imgg'" in out and "did you mean 'lr_img'" in out
     assert "FAILED  extra: recipe extra.toml: unknown key 'budget'; did you mean 'budgets'?" in out
-    assert "1 of 3 recipe(s) valid" in out
+    assert "3 of 5 recipe(s) valid" in out
 
 
 def test_a_recipe_without_a_usable_margin_is_refused(tmp_path, monkeypatch):

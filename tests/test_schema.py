@@ -52,7 +52,13 @@ def test_the_known_holes_are_one_line_errors_naming_file_key_and_fix(included):
         "recipe nosource.toml [published]: 'mean' without 'source'; "
         'add source = "<paper, venue, table>"'
     ]
-    included("strbase", GOOD.replace("ipc = 1\n", 'ipc = 1\nbaselines = "random-mnist-ipc10"\n'))
+    included(
+        "strbase",
+        GOOD.replace(
+            'baselines = ["random-mnist-ipc1", "herding-mnist-ipc1"]',
+            'baselines = "random-mnist-ipc10"',
+        ),
+    )
     assert _problems(load_recipe, "strbase") == [
         'recipe strbase.toml: baselines must be a list [...], got "random-mnist-ipc10"; '
         'write baselines = ["random-mnist-ipc10"]'

@@ -178,8 +178,6 @@ class Reproduction:
             )
         if method.preflight is not None:
             method.preflight(config.method_config)
-        out = require_writable_folder(Path(options.out), "--out")
-        tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         train = load_real(card, options.data_root, "train", options.download)
         test = load_real(card, options.data_root, "test", options.download)
         if method.prepare_real is not None:  # the method's view of the data (both splits)
@@ -189,6 +187,9 @@ class Reproduction:
             config = dataclasses.replace(
                 config, eval=dataclasses.replace(config.eval, num_exp=len(sets))
             )
+        # only once the inputs are known good is anything written (the store, --out)
+        out = require_writable_folder(Path(options.out), "--out")
+        tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
             parent = _reopen_parent_run(tracker, options.resume, config, device)
         else:
