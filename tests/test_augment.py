@@ -75,5 +75,10 @@ def test_test_augmentation_needs_dc_and_goes_by_blocks_of_the_reference_test_bat
     augments = [test_augmenter(protocol, s) for s in (1, 2)]
     stacked = test_accuracy_many(NetworkStack(nets), small, 500, torch.device("cpu"), augments)
     assert stacked == pytest.approx(alone, abs=0.5)
-    plain = test_accuracy(nets[0], small, 1000, torch.device("cpu"))
-    assert alone[0] != plain  # the augmented test set is a different measurement
+    seen = []
+    augment = test_augmenter(protocol, 1)
+    test_accuracy(
+        nets[0], small, 1000, torch.device("cpu"), lambda x: seen.append(augment(x)) or seen[-1]
+    )
+    # the network sees augmented test images: a different measurement from the plain test set
+    assert not torch.equal(seen[0], small.images[:256])
