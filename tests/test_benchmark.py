@@ -16,13 +16,13 @@ def test_benchmark_reports_rates_and_memory(tmp_path, data_root, capsys):
         "--ipc",
         "1",
         "--iterations",
-        "2",
+        "1",
         "--epochs",
-        "8",
+        "2",
         "--networks",
         "2",
         "--repeats",
-        "2",
+        "1",
         "--variants",
         "batched",
         "bf16",
@@ -51,7 +51,8 @@ def test_benchmark_reports_rates_and_memory(tmp_path, data_root, capsys):
     assert 600 < result["gflop_per_outer_iteration"] < 900
     assert 0 < result["distillation_fraction_of_matmul_peak"] < 1.5
     assert report["matmul_peak_gflops"] > 1 and len(report["matmul_peak_gflops_measured"]) == 2
-    assert report["repeats"] == 2 and len(report["load_average_1min"]) == 2
+    # one round keeps CI short; the peak and the load are taken before and after the ipc
+    assert report["repeats"] == 1 and len(report["load_average_1min"]) == 2
     spread = result["seconds_spread"]
     assert spread["min"] <= result["seconds_per_outer_iteration"] <= spread["max"]
     # the test pass: ~0.97 TFLOP over 10,000 images; the compiled pass predicts what eager does
