@@ -118,7 +118,7 @@ def test_checkpoint_of_another_shape_or_config_is_refused(tmp_path):
 @pytest.mark.slow
 def test_nan_loss_stops_marks_failed_and_keeps_the_last_good_set(tmp_path, data_root):
     result = cli(*tiny_run(data_root, tmp_path, "--set", "method.lr_img=1e38"))
-    assert_one_line_error(result, 3, "matching loss became nan", "last good synthetic set")
+    assert_one_line_error(result, 3, "became nan", "last good synthetic set")
     tracker, parents, children = runs(tmp_path)
     assert parents[0].info.status == children[0].info.status == "FAILED"
     names = {a.path for a in tracker.client.list_artifacts(children[0].info.run_id)}
@@ -475,9 +475,10 @@ def test_a_tracking_store_lost_mid_run_loses_nothing(reference, tmp_path, data_r
         patch.setattr(Tracker, "log_metrics", lost)
         assert main(small_run(data_root, out)) == 2
     captured = capsys.readouterr()
-    assert [line for line in captured.err.splitlines() if line] == [
-        line for line in captured.err.splitlines() if line.startswith("error: tracking store")
-    ]
+    # one error line (the progress bars of what ran before also write to stderr)
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: tracking store")
+    assert "Traceback" not in captured.err
     _, parents, _ = runs(out)
     run_id = parents[0].info.run_id
     assert f"--resume {run_id}" in captured.out and "nothing computed is lost" in captured.out
