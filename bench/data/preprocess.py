@@ -65,8 +65,13 @@ def raw_pixels(split: RealSet) -> RealSet:
         split,
         images=levels.div_(255.0),
         preprocessing=dict(NONE_DESCRIPTION),
-        to_pixels=lambda images: images.detach().cpu().float().clamp(0.0, 1.0),
+        to_pixels=_clamped,
     )
+
+
+def _clamped(images: torch.Tensor) -> torch.Tensor:
+    # module level, not a lambda: a RealSet is pickled to the processes of --parallel-sets
+    return images.detach().cpu().float().clamp(0.0, 1.0)
 
 
 def prepare_real(train: RealSet, test: RealSet, config) -> tuple[RealSet, RealSet]:

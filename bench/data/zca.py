@@ -14,6 +14,7 @@ transform, so a ``RealSet`` carries a description of its preprocessing
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 
@@ -62,20 +63,13 @@ def zca_whiten(
     def whiten(split: RealSet) -> torch.Tensor:
         return torch.cat([zca(chunk.to(device)).cpu() for chunk in _pixel_chunks(split)])
 
-    def to_pixels(images: torch.Tensor) -> torch.Tensor:
-        # as the reference's pictures: un-whiten, clip to mean +- 2.5 std, stretch each image
-        with torch.no_grad():
-            pixels = zca.inverse_transform(images.detach().cpu().float())
-            mean, std = pixels.mean(), pixels.std()
-            pixels = pixels.clamp(mean - 2.5 * std, mean + 2.5 * std)
-            low = pixels.amin(dim=(1, 2, 3), keepdim=True)
-            high = pixels.amax(dim=(1, 2, 3), keepdim=True)
-            return (pixels - low) / (high - low).clamp(min=1e-8)
-
     description = zca_description(train, eps)
     return tuple(
         dataclasses.replace(
-            split, images=whiten(split), preprocessing=description, to_pixels=to_pixels
+            split,
+            images=whiten(split),
+            preprocessing=description,
+            to_pixels=functools.partial(_unwhitened_pixels, zca),
         )
         for split in (train, test)
     )
@@ -85,3 +79,16 @@ def _pixel_chunks(split: RealSet, size: int = 10000):
     """The split's images as [0, 1] pixels, in chunks (bounded extra memory)."""
     for start in range(0, len(split.labels), size):
         yield denormalise(split.images[start : start + size], split.card)
+
+
+def _unwhitened_pixels(zca, images: torch.Tensor) -> torch.Tensor:
+    """``images`` (ZCA-whitened by ``zca``) as pictures, as the reference shows them: un-whitened,
+    clipped to mean +- 2.5 std, each image stretched to [0, 1]. Module level (used through
+    ``functools.partial``) so that a whitened ``RealSet`` can be pickled (``--parallel-sets``)."""
+    with torch.no_grad():
+        pixels = zca.inverse_transform(images.detach().cpu().float())
+        mean, std = pixels.mean(), pixels.std()
+        pixels = pixels.clamp(mean - 2.5 * std, mean + 2.5 * std)
+        low = pixels.amin(dim=(1, 2, 3), keepdim=True)
+        high = pixels.amax(dim=(1, 2, 3), keepdim=True)
+        return (pixels - low) / (high - low).clamp(min=1e-8)

@@ -161,6 +161,18 @@ class RunOptions(RecipeOptions, Location):
     resume: str | None = option(
         None, "continue a killed or failed run from its checkpoints", metavar="RUN_ID"
     )
+    parallel_sets: int = option(
+        1,
+        "distil and evaluate up to N synthetic sets at once, each in its own process on the "
+        "device (the same sets as one after another; speed only: on a GPU it overlaps the "
+        "sets' small kernels, on a CPU the processes share the cores)",
+        metavar="N",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.parallel_sets < 1:
+            raise UserError("--parallel-sets must be at least 1")
 
 
 def reproduce_argv(recipe: str, options: RunOptions) -> list[str]:

@@ -47,6 +47,7 @@ from bench.evaluation.stats import (
 )
 from bench.run.checkpoint import CheckpointStore
 from bench.run.options import RunOptions, reproduce_argv
+from bench.run.parallel_sets import run_sets_in_processes
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.method import Kind, Method, load_method
 from bench.spec.recipes import (
@@ -137,6 +138,8 @@ class Reproduction:
     place of distilled ones; None: distil them"""
     stream_accuracies: dict[str, list[list[float]]] = field(default_factory=dict)
     """``eval.stream``: ``[model][set][network]`` accuracies of every set's stream evaluation"""
+    parallel_sets: int = 1
+    """synthetic sets computed at once, each in its own process (speed only)"""
 
     @classmethod
     def start(
@@ -210,6 +213,7 @@ class Reproduction:
             options.checkpoint_every,
             resume_command,
             sets,
+            parallel_sets=options.parallel_sets,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -218,40 +222,55 @@ class Reproduction:
         return run
 
     def run(self) -> Verdict:
-        """Distil and evaluate every synthetic set, then judge; marks the runs FAILED (keeping
+        """Distil and evaluate every synthetic set (``parallel_sets`` at a time, each in its
+        own process, ``bench.run.parallel_sets``), then judge; marks the runs FAILED (keeping
         checkpoints and artifacts) on any exception, Ctrl-C or SIGTERM, says how to continue
         (the resume command; after a divergence, what to change instead), and re-raises it."""
         self.print_header()
-        child = None
+        unfinished: list[str] = []
         try:
             # per synthetic set: the set, not the network, is the unit of replication
             accuracies: dict[str, list[list[float]]] = {m: [] for m in self.config.eval.models}
             best_evaluations: list[list[float]] = []
-            for index in range(self.config.eval.num_exp):
-                child = self.child_run(index)
-                result, best = self.one_synthetic_set(index, child)
-                for model, values in result.items():
-                    accuracies[model].append(values)
-                best_evaluations.append(best)
-                self.tracker.set_status(child, "FINISHED")
-                child = None
+            count = self.config.eval.num_exp
+            if self.parallel_sets > 1 and count > 1:
+                unfinished = [self.child_run(index) for index in range(count)]
+                per_set = run_sets_in_processes(self, unfinished, min(self.parallel_sets, count))
+                unfinished = []
+                for result, best, stream in per_set:
+                    for model, values in result.items():
+                        accuracies[model].append(values)
+                    best_evaluations.append(best)
+                    for model, values in stream.items():
+                        self.stream_accuracies.setdefault(model, []).extend(values)
+            else:
+                for index in range(count):
+                    unfinished = [self.child_run(index)]
+                    result, best = self.one_synthetic_set(index, unfinished[0])
+                    for model, values in result.items():
+                        accuracies[model].append(values)
+                    best_evaluations.append(best)
+                    self.tracker.set_status(unfinished.pop(), "FINISHED")
             outcome = self.judge_and_log(accuracies, best_evaluations)
             self.tracker.set_status(self.parent, "FINISHED")
             return outcome
         except BaseException as exc:
-            self._fail(exc, child)
+            self._fail(exc, unfinished)
             raise
 
-    def _fail(self, exc: BaseException, child: str | None) -> None:
-        """Keep what ``exc`` left (the last good set of a divergence), mark the runs FAILED
-        where the store still answers, and print one line saying how to continue."""
+    def _fail(self, exc: BaseException, children: list[str]) -> None:
+        """Keep what ``exc`` left (the last good set of a divergence, in the set's run
+        ``exc.child`` when a worker process names it), mark the unfinished set runs and the
+        parent FAILED where the store still answers, and print one line saying how to
+        continue."""
         kept = f"its checkpoints ({self.checkpoints.folder}) and artifacts ({self.folder}) are kept"
         try:
-            if isinstance(exc, DivergedError) and child is not None:
-                self.log_synthetic_set(exc.last_good, child, self.folder / "last_good")
+            diverged = getattr(exc, "child", None) or (children[-1] if children else None)
+            if isinstance(exc, DivergedError) and diverged is not None:
+                self.log_synthetic_set(exc.last_good, diverged, self.folder / "last_good")
             if not isinstance(exc, TrackingError):
-                for run_id in (child, self.parent):
-                    if run_id is not None:
+                for run_id in [*children, self.parent]:
+                    if self.tracker.get_run(run_id).info.status != "FINISHED":
                         self.tracker.set_status(run_id, "FAILED")
         except TrackingError:
             exc = TrackingError("")
