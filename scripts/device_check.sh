@@ -8,8 +8,9 @@
 #    batched vs sequential evaluation -> OUT/bench/gm-<commit>.json;
 # 3. one smoke reproduction of every method family (gm, random, herding, whole, pc-gm with the
 #    dense network, gtn, mtt) -> OUT/mlflow.db, logs in OUT/logs/;
-# 4. the paper protocol of gm-mnist-ipc1 with its evaluation networks batched
-#    (eval.networks_per_batch=20, speed only) -> the same store.
+# 4. the paper protocol of gm-mnist-ipc1 with its 5 synthetic sets at once (--parallel-sets 5)
+#    and each set's evaluation networks batched (eval.networks_per_batch=20); both speed only
+#    -> the same store.
 # --tiny shrinks every step to seconds of work (the CPU test of this script:
 # `scripts/device_check.sh /tmp/check --device cpu --tiny`). A step that fails is reported and
 # the next one runs; the exit status is the number of failed steps. Families whose data is not
@@ -52,11 +53,12 @@ if [ "$tiny" = 1 ]; then
   coreset=(--set eval.num_eval=1 --set eval.epochs=0)
   experts=(--set method.num_experts=1 --set method.expert_train_epochs=1)
   paper=(--budget smoke --set method.iterations=2 --set eval.num_eval=2 --set eval.epochs=1
-         --set eval.num_exp=2 --set eval.networks_per_batch=2)
+         --set eval.num_exp=2 --set eval.networks_per_batch=2 --parallel-sets 2)
 else
   bench=(--repeats 3)
   small=() coreset=() experts=()
-  paper=(--budget paper --set eval.networks_per_batch=20 --set eval.compile_test=true)
+  paper=(--budget paper --set eval.networks_per_batch=20 --set eval.compile_test=true
+         --parallel-sets 5)
 fi
 echo "device check on $device, output in $out ($(date -Is))"
 step speed-gm "$py" -m bench speed gm --device "$device" --data-root "$data_root" \

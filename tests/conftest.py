@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,18 @@ import pytest
 from bench.core.paths import REPO_ROOT
 
 DATA_ROOT = (REPO_ROOT.parent / "shared" / "datasets").resolve()
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``tox``: ``-n auto``) every worker computes with one thread, and so do
+    the processes its tests start: the workers share the cores instead of oversubscribing them,
+    and a test comparing a run in this process with one in a subprocess compares like with
+    like."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ EVERYTHING = RunOptions(
     eval_models=("MLP", "LeNet"),
     seed=7,
     resume="0123abcd",
+    parallel_sets=3,
 )
 
 
