@@ -222,7 +222,7 @@ def _cmd_regress(args: argparse.Namespace) -> int:
             suite = ", ".join(e.recipe for e in SUITE)
             raise UserError(f"--only {' '.join(sorted(unknown))}: not in the suite ({suite})")
     options = from_namespace(RunOptions, args)
-    return regress(options, entries, Path(args.baselines), args.record)
+    return regress(options, entries, Path(args.baselines), args.record, args.jobs)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -382,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="write this run's accuracies as the new baselines instead of comparing",
     )
     p.add_argument("--only", nargs="+", metavar="RECIPE", help="run only these suite recipes")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N suite entries at once, each in its own process with its share of the "
+        "CPU threads (default 1)",
+    )
     add_options(p, Location)
     p.set_defaults(func=_cmd_regress)
 

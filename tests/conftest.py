@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -22,6 +23,15 @@ def pytest_configure(config):
 
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most ``slow`` tests (end-to-end runs) first, each file's tests in their
+    order. Under ``--dist loadfile --no-loadscope-reorder`` (tox) the workers take whole files in
+    this order, so the long files start first and the quick ones fill the end, instead of a long
+    file starting last and running alone (xdist's own order is by number of tests)."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: files stay contiguous
 
 
 @pytest.fixture(scope="session")

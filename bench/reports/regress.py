@@ -256,16 +256,38 @@ def run_entry(entry: SuiteEntry, options) -> tuple[str, list[float], dict[str, s
     return run.parent, list(verdict.values), tags
 
 
-def regress(options, entries: tuple[SuiteEntry, ...], path: Path, record: bool) -> int:
-    """Run ``entries`` and compare each with its baseline in ``path`` (or, with ``record``,
-    write the measured runs there as the new baselines). Returns the exit code: 0 when no
-    entry regressed, 1 otherwise.
+def run_entries(
+    entries: tuple[SuiteEntry, ...], options, jobs: int
+) -> list[tuple[str, list[float], dict[str, str]]]:
+    """``run_entry`` for every entry, in order, or ``jobs`` entries at a time, each in its own
+    process with its share of the CPU threads (``bench.run.processes``); results in entry
+    order. A thread count other than the recording's may move accuracies by float-level
+    amounts, which the tolerances absorb as they absorb CPU models."""
+    if jobs == 1 or len(entries) == 1:
+        return [run_entry(entry, options) for entry in entries]
+    from bench.core.device import pick_device
+    from bench.run.processes import map_in_processes, threads_per_process
+
+    workers = min(jobs, len(entries))
+    threads = threads_per_process(pick_device(options.device), workers)
+    return map_in_processes(run_entry, [(e, options) for e in entries], workers, threads)
+
+
+def regress(
+    options, entries: tuple[SuiteEntry, ...], path: Path, record: bool, jobs: int = 1
+) -> int:
+    """Run ``entries`` (``jobs`` at a time, ``run_entries``) and compare each with its baseline
+    in ``path`` (or, with ``record``, write the measured runs there as the new baselines).
+    Returns the exit code: 0 when no entry regressed, 1 otherwise.
 
     Raises:
-        UserError: missing baselines for an entry (when not recording), or any run error.
+        UserError: missing baselines for an entry (when not recording), ``jobs`` below 1, or
+        any run error.
     """
     from tabulate import tabulate
 
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
     baselines = {} if record else load_baselines(path)
     missing = [e.key for e in entries if e.key not in baselines]
     if not record and missing:
@@ -273,8 +295,8 @@ def regress(options, entries: tuple[SuiteEntry, ...], path: Path, record: bool) 
             f"no baseline for {', '.join(missing)} in {path}; record it: bench regress --record"
         )
     rows, recorded, failures = [], [], 0
-    for entry in entries:
-        run_id, values, tags = run_entry(entry, options)
+    results = run_entries(entries, options, jobs)
+    for entry, (run_id, values, tags) in zip(entries, results, strict=True):
         if record:
             recorded.append(
                 Baseline(

@@ -3,7 +3,7 @@
 The ``num_exp`` synthetic sets of a run are independent: set ``i`` draws every random number
 from ``derive_seed(seed, i)`` (its own ``torch.Generator``s, never the global ones), so it is the
 same set whichever process computes it and whenever. Here each set runs in its own process on
-the run's device (``spawn``: safe with CUDA), ``N`` at a time; each process opens its own
+the run's device (``bench.run.processes``), ``N`` at a time; each process opens its own
 ``Tracker`` on the run's store (``Tracker`` serialises SQLite writers with a file lock, as the
 sweep's workers do) and checkpoints its own set's file, so ``--resume`` continues exactly as
 after a sequential run.
@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-import signal
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from bench.core.errors import UserError
+from bench.run.processes import map_in_processes, threads_per_process
 from bench.run.tracking import Tracker
 
 SetResult = tuple[dict[str, list[float]], list[float], dict[str, list[list[float]]]]
@@ -35,12 +32,10 @@ SetResult = tuple[dict[str, list[float]], list[float], dict[str, list[list[float
 recipe's model (``[network]``) and its stream accuracies ``{model: [[network]]}``"""
 
 
-def _one_set(run: Any, uri: str, out: Path, index: int, child: str, threads: int) -> SetResult:
+def _one_set(run: Any, uri: str, out: Path, index: int, child: str) -> SetResult:
     """In a worker process: set ``index`` of ``run`` (a ``Reproduction`` without its tracker),
     logged to ``child`` through a tracker of its own on ``uri``. A failure names its set's run
     (``exc.child``) for the parent's clean-up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    torch.set_num_threads(threads)
     run.tracker = Tracker(uri, out)
     try:
         result, best = run.one_synthetic_set(index, child)
@@ -70,31 +65,14 @@ def run_sets_in_processes(run: Any, children: list[str], workers: int) -> list[S
             "run it with --parallel-sets 1"
         ) from None
     out = run.folder.parents[1]
-    threads = torch.get_num_threads()
-    if run.device.type == "cpu":
-        threads = max(1, threads // workers)
-    context = torch.multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    futures = {
-        pool.submit(_one_set, shipped, run.tracker.uri, out, index, child, threads): index
-        for index, child in enumerate(children)
-    }
-    results: list[SetResult | None] = [None] * len(children)
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                index = futures[future]
-                results[index] = future.result()  # a set's failure is raised here
-                run.tracker.set_status(children[index], "FINISHED")
-    except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()  # checkpoints are written atomically: nothing is lost
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    return results  # type: ignore[return-value]
+    calls = [(shipped, run.tracker.uri, out, i, child) for i, child in enumerate(children)]
+    return map_in_processes(
+        _one_set,
+        calls,
+        workers,
+        threads_per_process(run.device, workers),
+        on_done=lambda index, _: run.tracker.set_status(children[index], "FINISHED"),
+    )
 
 
 def _head(split: Any) -> Any:
