@@ -690,7 +690,7 @@ def validation_accuracy(
     net = train_on_synthetic(
         config.learner, empty, validation.card, protocol, seed, device, stream=stream
     )
-    return test_accuracy(net, validation, 1000, device)
+    return test_accuracy(net, validation, None, device)
 
 
 def distill(

@@ -99,10 +99,12 @@ def test_test_accuracy_many_matches_one_network_at_a_time(mnist):
     assert accuracies == pytest.approx(alone, abs=0.21)
 
 
-def test_fast_test_pass_predicts_exactly_what_the_eager_pass_predicts(mnist):
-    """The compiled channels_last test pass of the shared evaluation against the eager float32
-    pass, on all 10,000 real MNIST test images: identical predicted classes, for a freshly
-    initialised network and one trained on 20 real images (not approximately: no image flips)."""
+def test_test_passes_predict_exactly_what_the_plain_float32_pass_predicts(mnist):
+    """The default test pass (on a CPU: a channels_last copy, ``CPU_TEST_BATCH`` images at a
+    time) and the compiled one, against the plain pass the suite ran before (the network as it
+    is, NCHW, 1000 images at a time: written out here), on all 10,000 real MNIST test images:
+    identical predicted classes, for a freshly initialised network and one trained on 20 real
+    images (not approximately: no image flips); the network itself is left in its layout."""
     train, test = mnist
     card = test.card
     picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
@@ -111,9 +113,19 @@ def test_fast_test_pass_predicts_exactly_what_the_eager_pass_predicts(mnist):
     fresh = build_network("ConvNet", 1, 10, card.image_size, 11)
     trained = train_on_synthetic("ConvNet", synset, card, protocol, 3, CPU)
     for net in (fresh, trained):
-        eager = evaluate.predictions(net, test.images, 1000, CPU, fast=False)
-        fast = evaluate.predictions(net, test.images, 1000, CPU, fast=True)
-        assert torch.equal(fast, eager), f"{int((fast != eager).sum())} predictions differ"
-    accuracy = evaluate.test_accuracy(trained, test, 1000, CPU, fast=True)
-    assert accuracy == 100.0 * int((eager == test.labels).sum()) / len(test.labels)
+        with torch.no_grad():
+            plain = torch.cat([net.eval()(x).argmax(dim=1) for x in test.images.split(1000)])
+        default = evaluate.predictions(net, test.images, None, CPU)
+        assert torch.equal(default, plain), f"{int((default != plain).sum())} predictions differ"
+        assert net.features[4].weight.is_contiguous()  # the copy was converted, not the network
+        fast = evaluate.predictions(net, test.images, None, CPU, fast=True)
+        assert torch.equal(fast, plain), f"{int((fast != plain).sum())} predictions differ"
+    accuracy = evaluate.test_accuracy(trained, test, None, CPU)
+    assert accuracy == 100.0 * int((plain == test.labels).sum()) / len(test.labels)
     assert accuracy > 30  # trained: well above the 10% of chance
+
+
+def test_the_test_batch_is_cache_sized_on_a_cpu_and_large_elsewhere():
+    assert evaluate.test_batch(None, CPU) == evaluate.CPU_TEST_BATCH == 32
+    assert evaluate.test_batch(None, torch.device("cuda")) == evaluate.LARGE_TEST_BATCH
+    assert evaluate.test_batch(500, CPU) == 500

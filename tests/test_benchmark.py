@@ -50,15 +50,20 @@ def test_benchmark_reports_rates_and_memory(tmp_path, data_root, capsys):
     # DC ipc 1 at the paper's settings: ~746 GFLOP per outer iteration (performance notes)
     assert 600 < result["gflop_per_outer_iteration"] < 900
     assert 0 < result["distillation_fraction_of_matmul_peak"] < 1.5
-    assert report["matmul_peak_gflops"] > 1 and len(report["matmul_peak_gflops_measured"]) == 2
+    rates = report["gemm_rates_gflops_measured"]
+    assert len(rates) == 2 and all(set(r) == {"matmul", "conv1x1"} for r in rates)
+    assert report["matmul_peak_gflops"] >= report["torch_matmul_gflops"] > 1
     # one round keeps CI short; the peak and the load are taken before and after the ipc
     assert report["repeats"] == 1 and len(report["load_average_1min"]) == 2
     spread = result["seconds_spread"]
     assert spread["min"] <= result["seconds_per_outer_iteration"] <= spread["max"]
-    # the test pass: ~0.97 TFLOP over 10,000 images; the compiled pass predicts what eager does
+    # the test pass: ~0.97 TFLOP over 10,000 images; the default and compiled passes predict
+    # what the plain one does
     assert 900 < result["test_pass_gflop"] < 1050
-    assert result["test_pass_predictions_differing"] == 0
-    assert result["test_pass_s"] > 0 and result["test_pass_eager_s"] > 0
+    assert result["test_pass_predictions_differing_from_plain"] == dict.fromkeys(
+        ("plain", "default", "compiled"), 0
+    )
+    assert all(s > 0 for s in result["test_pass_s"].values())
     # the same networks either way, up to float summation order
     assert result["batched_max_relative_parameter_difference"] < 1e-4
     assert result["peak_memory_mb"] > 100  # MNIST alone is ~200 MB as float32
