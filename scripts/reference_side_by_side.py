@@ -13,11 +13,13 @@ its ``main.py`` loop (with ``--num_eval 1``; the evaluation ``main.py`` starts w
 replacing ``utils.evaluate_synset`` for that run, and each outer iteration is timed from one
 ``get_network`` call of its training loop to the next) and its ``utils.evaluate_synset`` and
 ``utils.epoch('test', ...)``. ``--suite`` names checkouts of this suite (default: this one; give a
-``git worktree`` of an earlier commit to compare before and after). Every measurement runs in a
-fresh process, rounds interleaved (reference, suite 1, suite 2, reference, ...), on the CPU with
-the torch in this environment. Writes ``<out>/reference-side-by-side-<commit>.json``
-(``bench.speed.benchmark.write_record``) with every round's figures, the medians and the load
-average before each measurement.
+``git worktree`` of an earlier commit to compare before and after). The suite's side keeps
+freed memory as its CLI does (``bench.core.memory``, where the checkout has it); the reference
+is measured as it is and, as a second side, with the same allocator setting. Every measurement
+runs in a fresh process, rounds interleaved (reference, reference with kept memory, suite 1,
+suite 2, reference, ...), on the CPU with the torch in this environment. Writes
+``<out>/reference-side-by-side-<commit>.json`` (``bench.speed.benchmark.write_record``) with
+every round's figures, the medians and the load average before each measurement.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from bench.core.paths import REPO_ROOT
 from bench.speed.benchmark import write_record
 
 REFERENCE_LOOP = """
+import importlib.util
+if KEEP and importlib.util.find_spec("bench.core.memory"):  # the suite's CLI does this first
+    from bench.core.memory import keep_freed_memory
+    keep_freed_memory()
 import json, runpy, sys, time
 sys.path.insert(0, REFERENCE)
 import utils
@@ -57,6 +63,10 @@ print("RESULT", json.dumps({"seconds_per_outer_iteration": gaps}))
 """
 
 REFERENCE_EVALUATION = """
+import importlib.util
+if KEEP and importlib.util.find_spec("bench.core.memory"):  # the suite's CLI does this first
+    from bench.core.memory import keep_freed_memory
+    keep_freed_memory()
 import argparse, json, sys, time
 import torch
 sys.path.insert(0, REFERENCE)
@@ -79,6 +89,10 @@ print("RESULT", json.dumps({"train_s": total - test_s, "test_pass_s": test_s}))
 """
 
 SUITE_LOOP = """
+import importlib.util
+if KEEP and importlib.util.find_spec("bench.core.memory"):  # the suite's CLI does this first
+    from bench.core.memory import keep_freed_memory
+    keep_freed_memory()
 import json, time
 from pathlib import Path
 import torch
@@ -93,6 +107,10 @@ print("RESULT", json.dumps({"seconds_per_outer_iteration": gaps}))
 """
 
 SUITE_EVALUATION = """
+import importlib.util
+if KEEP and importlib.util.find_spec("bench.core.memory"):  # the suite's CLI does this first
+    from bench.core.memory import keep_freed_memory
+    keep_freed_memory()
 import json, time
 from pathlib import Path
 import torch
@@ -156,7 +174,11 @@ def main() -> None:
     if not (reference / "main.py").exists() or not (reference / "utils.py").exists():
         sys.exit(f"--reference {reference}: no main.py/utils.py of DatasetCondensation there")
     data_root = args.data_root.resolve()
-    sides = {"reference": reference, **{str(p.resolve()): p.resolve() for p in args.suite}}
+    sides = {
+        "reference": reference,
+        "reference, freed memory kept": reference,
+        **{str(p.resolve()): p.resolve() for p in args.suite},
+    }
     rounds: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -165,21 +187,26 @@ def main() -> None:
         (work / "save").mkdir()
         for r in range(args.rounds):
             for name, path in sides.items():
-                if name == "reference":
-                    common = {"REFERENCE": str(path), "DATA": str(work / "data")}
+                if name.startswith("reference"):
+                    common = {
+                        "REFERENCE": str(path),
+                        "DATA": str(work / "data"),
+                        "KEEP": name != "reference",
+                    }
+                    pythonpath = f"{path}{os.pathsep}{REPO_ROOT}"
                     loop = _measure(
                         REFERENCE_LOOP,
                         work,
-                        str(path),
+                        pythonpath,
                         ITERATIONS=args.iterations,
                         SAVE=str(work / "save"),
                         **common,
                     )
                     evaluation = _measure(
-                        REFERENCE_EVALUATION, work, str(path), EPOCHS=args.epochs, **common
+                        REFERENCE_EVALUATION, work, pythonpath, EPOCHS=args.epochs, **common
                     )
                 else:
-                    common = {"DATA": str(data_root)}
+                    common = {"DATA": str(data_root), "KEEP": True}
                     loop = _measure(
                         SUITE_LOOP, path, str(path), ITERATIONS=args.iterations, **common
                     )
@@ -193,7 +220,7 @@ def main() -> None:
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
         ).stdout.strip()
         for name, path in sides.items()
-        if name != "reference"
+        if not name.startswith("reference")
     }
     write_record(
         args.out,

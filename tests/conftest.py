@@ -8,16 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from bench.core.memory import keep_freed_memory
 from bench.core.paths import REPO_ROOT
 
 DATA_ROOT = (REPO_ROOT.parent / "shared" / "datasets").resolve()
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (``tox``: ``-n auto``) every worker computes with one thread, and so do
+    """Freed memory is kept for reuse, as the CLI does (``bench.core.memory``).
+
+    Under pytest-xdist (``tox``: ``-n auto``) every worker computes with one thread, and so do
     the processes its tests start: the workers share the cores instead of oversubscribing them,
     and a test comparing a run in this process with one in a subprocess compares like with
     like."""
+    keep_freed_memory()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 

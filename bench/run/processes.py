@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from bench.core.memory import keep_freed_memory
+
 
 def threads_per_process(device: torch.device, workers: int) -> int:
     """This process's torch threads split over ``workers`` processes on a CPU (at least 1);
@@ -25,6 +27,7 @@ def threads_per_process(device: torch.device, workers: int) -> int:
 
 def _start_worker(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    keep_freed_memory()  # a spawned process starts with glibc's defaults
     torch.set_num_threads(threads)
 
 
