@@ -98,8 +98,8 @@ class EvalProtocol:
     network's result is the same up to floating-point summation order"""
     compile_test: bool = field(default=False, metadata=SPEED_ONLY)
     """the test pass of networks trained one at a time runs a ``torch.compile``d channels_last
-    copy (``predictions(fast=True)``): identical predictions on the real MNIST test set, about
-    1.15x the default eager pass on a CPU, but it pays a compilation (about 30 s) once per
+    copy (``predictions(fast=True)``): identical predictions on the real MNIST test set, 1.3x
+    the default eager pass on a CPU, but it pays a compilation (tens of seconds) once per
     process and architecture, so it only helps long evaluations. Speed only"""
 
     def __post_init__(self) -> None:
@@ -236,16 +236,16 @@ def predictions(
     (``test_augmenter``) on augmented images, ``AUGMENTED_TEST_BATCH`` at a time.
 
     On a CPU the pass runs a channels_last copy of ``net`` (oneDNN's native layout; ``net``
-    itself is left as it is) on ``CPU_TEST_BATCH`` images at a time: 4.8x the float32 NCHW pass
-    over 1000-image batches that the suite ran before, i.e. from 24 % to 116 % of the measured
-    MKL matmul rate and 62 % of the best fp32 GEMM rate (``python -m bench speed gm``, 2-core
-    AMD EPYC). Only float summation order differs: the predictions on all 10,000 real MNIST test
-    images are identical to that pass's (``tests/test_batched.py``). The reference
-    (``utils.epoch``, VICO-UoE/DatasetCondensation@53f63a6) tests in 256-image NCHW batches.
+    itself is left as it is) on ``CPU_TEST_BATCH`` images at a time: 2.3x the float32 NCHW pass
+    over 1000-image batches that the suite ran before, 122 % of ``torch.matmul``'s rate and 57 %
+    of the fp32 GEMM peak (``leaderboards/benchmarks/gm-2517762b8152.json``, 2-core AMD EPYC).
+    Only float summation order differs: the predictions on all 10,000 real MNIST test images are
+    identical to that pass's (``tests/test_batched.py``). The reference (``utils.epoch``,
+    VICO-UoE/DatasetCondensation@53f63a6) tests in 256-image NCHW batches.
 
     ``fast`` runs a ``torch.compile``d channels_last copy instead (``eval.compile_test``):
     inductor fuses instance norm, ReLU and pooling around the oneDNN convolutions; identical
-    predictions there too, about 1.15x the default CPU pass after a compilation of about 30 s.
+    predictions there too, 1.3x the default CPU pass after a compilation (tens of seconds).
     """
     net.eval()
     channels_last = fast or device.type == "cpu"
