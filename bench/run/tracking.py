@@ -149,8 +149,8 @@ def _new_sqlite_store(uri: str) -> None:
         return
     try:
         template = template_store()
-    except OSError:
-        return
+    except Exception:  # noqa: BLE001 - an unwritable cache (OSError, SQLAlchemy's errors): MLflow
+        return  # makes the schema itself, as without a template
     shutil.copyfile(template, database)
 
 

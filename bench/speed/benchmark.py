@@ -1,4 +1,4 @@
-"""What every speed benchmark shares: peak memory, the measured matmul peak and the JSON record
+"""What every speed benchmark shares: peak memory, the measured GEMM peak and the JSON record
 written beside a speed claim (``<out>/<name>-<commit>.json``). The benchmarks themselves live
 next to their methods (``methods/*_speed.py``) and run as ``python -m bench speed <method>``.
 A speed goal belongs in a benchmark, not in a timed unit test.
@@ -43,11 +43,13 @@ def write_record(out: Path, name: str, device: torch.device, **fields) -> Path:
 
 
 def gemm_rates_gflops(device, size: int = 4096) -> dict[str, float]:
-    """fp32 rates in GFLOP/s of one ``size x size`` by ``size x size`` product (best of 3 each)
+    """fp32 rates in GFLOP/s of one ``size x size`` by ``size x size`` product (best of 3 each;
+    ``size`` a square number, the convolution's image being ``sqrt(size)`` pixels a side)
     through ``torch.matmul`` (MKL or cuBLAS) and as a channels_last 1x1 convolution (oneDNN or
     cuDNN, the libraries the networks' convolutions run on). On the 2-core AMD EPYC the
     convolution ran at about twice MKL's matmul rate, and the networks' 3x3 convolutions above
-    MKL's rate, so the matmul alone is not this machine's limit."""
+    MKL's rate, so the matmul alone is not this machine's limit: the GEMM peak a speed-up is
+    judged against is the faster of the two (``../shared/notes/performance.md``)."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     side = int(size**0.5)
     image = a.reshape(1, size, side, side).contiguous(memory_format=torch.channels_last)
@@ -65,9 +67,3 @@ def gemm_rates_gflops(device, size: int = 4096) -> dict[str, float]:
             best = min(best, time.perf_counter() - start)
         rates[name] = 2 * size**3 / best / 1e9
     return rates
-
-
-def matmul_peak_gflops(device, size: int = 4096) -> float:
-    """The fp32 GEMM peak of this device in GFLOP/s: the faster of ``gemm_rates_gflops``, the
-    physical limit a speed-up is judged against (``../shared/notes/performance.md``)."""
-    return max(gemm_rates_gflops(device, size).values())
