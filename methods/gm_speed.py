@@ -13,8 +13,10 @@ images per class, the reference's outer/inner loops):
 - evaluation epochs per second of training one ConvNet-3 on the ``10 * ipc`` synthetic images
   with DC augmentation, and the seconds and fraction of the GEMM peak of one pass over the
   10,000 test images, plain (the float32 NCHW pass over 1000-image batches the suite ran
-  before), default (the shared evaluation's) and compiled (``eval.compile_test``), with the
-  number of test images whose predicted class differs from the plain pass's;
+  before), channels_last (a channels_last copy with torch's ``GroupNorm``, the default until
+  instance norm ran on NHWC rows), default (the shared evaluation's) and compiled
+  (``eval.compile_test``), with the number of test images whose predicted class differs from
+  the plain pass's;
 - side by side on the same synthetic set and seeds: ``networks`` ConvNet-3s trained one after
   another against the same networks trained together (``eval.networks_per_batch``), as
   network-epochs per second, their ratio, and the largest relative difference between the two
@@ -33,6 +35,7 @@ A speed goal belongs here, not in a timed unit test.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -163,9 +166,23 @@ def _plain_predictions(net, images: torch.Tensor, device) -> torch.Tensor:
     return torch.cat([net(x.to(device)).argmax(dim=1) for x in images.split(1000)])
 
 
-TEST_PASSES = ("plain", "default", "compiled")
-"""test passes timed by ``_time_evaluation``: the plain pass the suite ran before, the shared
-evaluation's default (``predictions``) and its compiled one (``eval.compile_test``)"""
+@torch.inference_mode()
+def _channels_last_predictions(net, images: torch.Tensor, device) -> torch.Tensor:
+    """Predicted classes ``[N]`` of the default pass as it was before its instance norm ran on
+    NHWC rows (``bench.evaluation.cpu_inference``): a channels_last copy of ``net`` with torch's
+    ``GroupNorm``, ``test_batch`` images per forward pass."""
+    layout = torch.channels_last
+    model = copy.deepcopy(net).eval().to(memory_format=layout)
+    batches = images.split(test_batch(None, device))
+    return torch.cat(
+        [model(x.to(device).contiguous(memory_format=layout)).argmax(1) for x in batches]
+    )
+
+
+TEST_PASSES = ("plain", "channels_last", "default", "compiled")
+"""test passes timed by ``_time_evaluation``: the plain pass the suite ran before, a
+channels_last copy with torch's ``GroupNorm``, the shared evaluation's default
+(``predictions``) and its compiled one (``eval.compile_test``)"""
 
 
 def _time_evaluation(test, ipc: int, epochs: int, device, repeats: int) -> dict:
@@ -186,6 +203,7 @@ def _time_evaluation(test, ipc: int, epochs: int, device, repeats: int) -> dict:
     _, compile_s = _timed(lambda: predictions(net, test.images[:32], None, device, True), device)
     passes = {
         "plain": lambda: _plain_predictions(net, test.images, device),
+        "channels_last": lambda: _channels_last_predictions(net, test.images, device),
         "default": lambda: predictions(net, test.images, None, device),
         "compiled": lambda: predictions(net, test.images, None, device, fast=True),
     }
@@ -258,7 +276,7 @@ def run_benchmark(
     repeats: int = 3,
 ) -> dict:
     """Measure and report (see module docstring); returns the JSON-ready results. Every
-    comparison is interleaved over ``repeats`` rounds (medians and spread reported); the matmul
+    comparison is interleaved over ``repeats`` rounds (medians and spread reported); the GEMM
     peak is measured before and after each ipc's measurements (median used, spread reported), and
     the load average is recorded, since other processes on the machine slow every figure.
 
@@ -298,12 +316,12 @@ def run_benchmark(
         flops_per_it = distillation["flops"]
         of_peak = flops_per_it / seconds_per_it / 1e9 / peak
         for measured in distillation["variants"].values():  # the same maths: the plain FLOPs
-            measured["fraction_of_matmul_peak"] = (
+            measured["fraction_of_gemm_peak"] = (
                 flops_per_it / measured["seconds_per_outer_iteration"] / 1e9 / peak
             )
         epochs_per_s, test_s = evaluation["eval_epochs_per_s"], evaluation["test_pass_s"]
         test_gflop = evaluation["test_pass_gflop"]
-        evaluation["test_pass_fraction_of_matmul_peak"] = {
+        evaluation["test_pass_fraction_of_gemm_peak"] = {
             name: test_gflop / s / peak for name, s in test_s.items()
         }
         evaluation["test_pass_fraction_of_torch_matmul_rate"] = {
@@ -317,7 +335,7 @@ def run_benchmark(
             "seconds_per_outer_iteration": seconds_per_it,
             "gflop_per_outer_iteration": flops_per_it / 1e9,
             "seconds_spread": distillation["seconds_spread"],
-            "distillation_fraction_of_matmul_peak": of_peak,
+            "distillation_fraction_of_gemm_peak": of_peak,
             "distillation_variants": distillation["variants"],
             **evaluation,
             "eval_networks": networks,
@@ -338,7 +356,7 @@ def run_benchmark(
                 " / ".join(
                     f"{test_s[name]:.1f} ({100 * fraction:.0f}%, "
                     f"{evaluation['test_pass_predictions_differing_from_plain'][name]} differ)"
-                    for name, fraction in evaluation["test_pass_fraction_of_matmul_peak"].items()
+                    for name, fraction in evaluation["test_pass_fraction_of_gemm_peak"].items()
                 ),
                 f"{sequential:.1f}",
                 f"{batched:.1f}",
@@ -357,7 +375,7 @@ def run_benchmark(
                     if set(VARIANTS[name]) <= speed_only_fields(GMConfig)
                     else "no: off protocol",
                     f"{measured['seconds_per_outer_iteration']:.2f} "
-                    f"({100 * measured['fraction_of_matmul_peak']:.0f}% of peak)",
+                    f"({100 * measured['fraction_of_gemm_peak']:.0f}% of peak)",
                     f"{measured['speedup']:.2f}x",
                     f"{measured['relative_set_difference']:.1e}",
                 ]
@@ -368,7 +386,7 @@ def run_benchmark(
         "commit": git_commit(),
         "hardware": hardware(device),
         "versions": package_versions(),
-        "matmul_peak_gflops": peak,
+        "gemm_peak_gflops": peak,
         "torch_matmul_gflops": matmul_rate,
         "gemm_rates_gflops_measured": rates,
         "load_average_1min": load,
@@ -393,7 +411,7 @@ def run_benchmark(
                 "plain s/outer it",
                 "outer it/s",
                 "eval epochs/s",
-                "test pass s (% of peak): plain / default / compiled",
+                f"test pass s (% of peak): {' / '.join(TEST_PASSES)}",
                 f"{networks} nets: sequential net-epochs/s",
                 "batched net-epochs/s",
                 "speed-up",

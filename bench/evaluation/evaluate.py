@@ -39,6 +39,7 @@ from bench.data.dsa import OPS as DSA_OPS
 from bench.data.real import DatasetCard, RealSet
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.batched import AUGMENTED_TEST_BATCH, test_accuracy_many, train_many
+from bench.evaluation.cpu_inference import cpu_test_copy
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.evaluation.schedule import train_by_schedule, training_batches
 
@@ -235,13 +236,14 @@ def predictions(
     ``images [N, C, H, W]``, ``test_batch(batch, device)`` images at a time; with ``augment``
     (``test_augmenter``) on augmented images, ``AUGMENTED_TEST_BATCH`` at a time.
 
-    On a CPU the pass runs a channels_last copy of ``net`` (oneDNN's native layout; ``net``
-    itself is left as it is) on ``CPU_TEST_BATCH`` images at a time: 2.3x the float32 NCHW pass
-    over 1000-image batches that the suite ran before, 122 % of ``torch.matmul``'s rate and 57 %
-    of the fp32 GEMM peak (``leaderboards/benchmarks/gm-2517762b8152.json``, 2-core AMD EPYC).
-    Only float summation order differs: the predictions on all 10,000 real MNIST test images are
-    identical to that pass's (``tests/test_batched.py``). The reference (``utils.epoch``,
-    VICO-UoE/DatasetCondensation@53f63a6) tests in 256-image NCHW batches.
+    On a CPU the pass runs ``cpu_test_copy(net)`` (channels_last, oneDNN's native layout, with
+    instance norm computed on NHWC rows; ``net`` itself is left as it is) on ``CPU_TEST_BATCH``
+    images at a time. Only float summation order differs from the float32 NCHW pass over
+    1000-image batches that the suite ran before: the predictions on all 10,000 real MNIST test
+    images are identical to that pass's (``tests/test_batched.py``). Speed against that pass and
+    against the fp32 GEMM peak: ``bench speed gm`` (``leaderboards/benchmarks/gm-*.json``). The
+    reference (``utils.epoch``, VICO-UoE/DatasetCondensation@53f63a6) tests in 256-image NCHW
+    batches.
 
     ``fast`` runs a ``torch.compile``d channels_last copy instead (``eval.compile_test``):
     inductor fuses instance norm, ReLU and pooling around the oneDNN convolutions; identical
@@ -252,7 +254,7 @@ def predictions(
     if fast:
         model = _compiled_copy(net, device)
     elif channels_last:
-        model = copy.deepcopy(net).to(memory_format=torch.channels_last)
+        model = cpu_test_copy(net)
     else:
         model = net
     batch = AUGMENTED_TEST_BATCH if augment is not None else test_batch(batch, device)

@@ -1,1 +1,1 @@
-"""Speed benchmarks: side-by-side timings with the measured matmul peak."""
+"""Speed benchmarks: side-by-side timings with the measured GEMM peak."""
