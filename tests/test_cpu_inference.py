@@ -40,6 +40,12 @@ def test_instance_norm_matches_the_formula_in_float64(size, layout):
     assert out.is_contiguous(memory_format=layout)
 
 
+def test_inputs_that_are_not_images_go_to_torch():
+    norm = nn.GroupNorm(4, 4)
+    x = torch.randn(2, 4, 9, generator=torch.Generator().manual_seed(0))  # [N, C, L]
+    torch.testing.assert_close(ChannelsLastInstanceNorm(norm)(x), norm(x))
+
+
 def test_the_nhwc_path_covers_the_maps_torch_handles_with_a_strided_kernel():
     assert STRIDED_BELOW_PIXELS == 1024  # torch's feature_map_threshold (group_norm_kernel.cpp)
     assert 16 * 16 < STRIDED_BELOW_PIXELS <= 32 * 32

@@ -29,9 +29,9 @@ class ChannelsLastInstanceNorm(nn.Module):
     inference on channels_last inputs.
 
     Input and output ``[N, C, H, W]`` float, channels_last. Maps of ``STRIDED_BELOW_PIXELS``
-    pixels or more, and inputs in any other layout, go to ``F.group_norm``; smaller ones are
-    normalised on the ``[N, H*W, C]`` view of their memory in two passes (mean, then the mean
-    squared deviation: the biased variance ``GroupNorm`` uses), so every reduction and
+    pixels or more, and inputs of any other shape or layout, go to ``F.group_norm``; smaller
+    ones are normalised on the ``[N, H*W, C]`` view of their memory in two passes (mean, then
+    the mean squared deviation: the biased variance ``GroupNorm`` uses), so every reduction and
     elementwise step reads contiguous channel vectors. Equal to ``GroupNorm`` up to float
     summation order.
 
@@ -50,9 +50,13 @@ class ChannelsLastInstanceNorm(nn.Module):
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (
+            x.dim() != 4
+            or x.shape[2] * x.shape[3] >= STRIDED_BELOW_PIXELS
+            or not x.is_contiguous(memory_format=torch.channels_last)
+        ):
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
         n, c, h, w = x.shape
-        if h * w >= STRIDED_BELOW_PIXELS or not x.is_contiguous(memory_format=torch.channels_last):
-            return F.group_norm(x, c, self.weight, self.bias, self.eps)
         rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: NHWC memory
         centred = rows - rows.mean(dim=1, keepdim=True)
         variance = centred.square().mean(dim=1, keepdim=True)
