@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench.evaluation import cpu_inference
 from bench.evaluation.cpu_inference import (
     STRIDED_BELOW_PIXELS,
     ChannelsLastInstanceNorm,
@@ -46,9 +47,22 @@ def test_inputs_that_are_not_images_go_to_torch():
     torch.testing.assert_close(ChannelsLastInstanceNorm(norm)(x), norm(x))
 
 
-def test_the_nhwc_path_covers_the_maps_torch_handles_with_a_strided_kernel():
-    assert STRIDED_BELOW_PIXELS == 1024  # torch's feature_map_threshold (group_norm_kernel.cpp)
-    assert 16 * 16 < STRIDED_BELOW_PIXELS <= 32 * 32
+def test_small_channels_last_maps_take_the_nhwc_path_and_large_ones_torchs(monkeypatch):
+    calls = []
+    real_group_norm = cpu_inference.F.group_norm
+    monkeypatch.setattr(
+        cpu_inference.F, "group_norm", lambda *a, **k: calls.append(1) or real_group_norm(*a, **k)
+    )
+    norm = ChannelsLastInstanceNorm(nn.GroupNorm(4, 4))
+    side = int(STRIDED_BELOW_PIXELS**0.5)  # 32: torch's fast kernel from here on
+    for size, layout, expected in [
+        (side // 2, torch.channels_last, 0),
+        (side, torch.channels_last, 1),
+        (side // 2, torch.contiguous_format, 1),
+    ]:
+        calls.clear()
+        norm(torch.randn(2, 4, size, size).contiguous(memory_format=layout))
+        assert len(calls) == expected, (size, layout)
 
 
 def test_groups_of_several_channels_are_refused():
