@@ -35,7 +35,6 @@ A speed goal belongs here, not in a timed unit test.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
@@ -52,6 +51,7 @@ from bench.core.errors import UserError
 from bench.core.provenance import git_commit, hardware, package_versions
 from bench.data.real import load_card, load_real
 from bench.data.synthetic import SyntheticSet
+from bench.evaluation.cpu_inference import channels_last_copy
 from bench.evaluation.evaluate import (
     EvalProtocol,
     predictions,
@@ -171,8 +171,7 @@ def _channels_last_predictions(net, images: torch.Tensor, device) -> torch.Tenso
     """Predicted classes ``[N]`` of the default pass as it was before its instance norm ran on
     NHWC rows (``bench.evaluation.cpu_inference``): a channels_last copy of ``net`` with torch's
     ``GroupNorm``, ``test_batch`` images per forward pass."""
-    layout = torch.channels_last
-    model = copy.deepcopy(net).eval().to(memory_format=layout)
+    model, layout = channels_last_copy(net), torch.channels_last
     batches = images.split(test_batch(None, device))
     return torch.cat(
         [model(x.to(device).contiguous(memory_format=layout)).argmax(1) for x in batches]

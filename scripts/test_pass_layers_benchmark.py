@@ -14,7 +14,6 @@ before and after (``gemm_rates_gflops``). Writes ``<out>/test-pass-layers-<commi
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from tabulate import tabulate
 
 from bench.core.memory import keep_freed_memory
 from bench.core.paths import REPO_ROOT
-from bench.evaluation.cpu_inference import cpu_test_copy
+from bench.evaluation.cpu_inference import channels_last_copy, cpu_test_copy, is_instance_norm
 from bench.evaluation.evaluate import CPU_TEST_BATCH
 from bench.evaluation.networks import build_network
 from bench.speed.benchmark import gemm_rates_gflops, write_record
@@ -69,7 +68,7 @@ def main() -> None:
     net = build_network("ConvNet", 1, 10, (28, 28), 0).eval()
     images = torch.randn(args.images, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     copies = {
-        "torch GroupNorm": copy.deepcopy(net).to(memory_format=torch.channels_last),
+        "torch GroupNorm": channels_last_copy(net),
         "cpu_test_copy": cpu_test_copy(net),
     }
     for model in copies.values():  # warm-up: oneDNN primitives, allocator
@@ -83,7 +82,7 @@ def main() -> None:
     peak = statistics.median(max(r.values()) for r in rates)
     flops = conv_flops(net, images)
     names = [
-        f"{i} {'instance norm' if isinstance(layer, torch.nn.GroupNorm) else type(layer).__name__}"
+        f"{i} {'instance norm' if is_instance_norm(layer) else type(layer).__name__}"
         for i, layer in enumerate(net.features)
     ]
     medians = {

@@ -24,6 +24,17 @@ STRIDED_BELOW_PIXELS = 1024
 (``feature_map_threshold`` in ``group_norm_kernel.cpp``); at or above it, torch's is faster"""
 
 
+def is_instance_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is an affine ``GroupNorm(C, C)``: instance norm as the networks build it
+    (``bench.evaluation.networks``, after the DC reference's ``nn.GroupNorm(C, C, affine=True)``,
+    VICO-UoE/DatasetCondensation@53f63a6 ``networks.py``)."""
+    return (
+        isinstance(module, nn.GroupNorm)
+        and module.num_groups == module.num_channels
+        and module.affine
+    )
+
+
 class ChannelsLastInstanceNorm(nn.Module):
     """Instance norm with per-channel affine parameters, ``GroupNorm(C, C)``'s function, for
     inference on channels_last inputs.
@@ -45,7 +56,7 @@ class ChannelsLastInstanceNorm(nn.Module):
 
     def __init__(self, norm: nn.GroupNorm) -> None:
         super().__init__()
-        if norm.num_groups != norm.num_channels or not norm.affine:
+        if not is_instance_norm(norm):
             raise ValueError("ChannelsLastInstanceNorm: needs an affine GroupNorm(C, C)")
         self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
 
@@ -64,17 +75,19 @@ class ChannelsLastInstanceNorm(nn.Module):
         return centred.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
+def channels_last_copy(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` in eval mode with its parameters channels_last (oneDNN's and cuDNN's
+    native layout for convolutions); ``net`` itself is left as it is."""
+    return copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+
+
 def cpu_test_copy(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` for the CPU test pass: eval mode, parameters channels_last, every affine
-    ``GroupNorm(C, C)`` replaced by a ``ChannelsLastInstanceNorm`` of the copy's parameters.
-    ``net`` itself is left as it is."""
-    model = copy.deepcopy(net).eval()
+    """``channels_last_copy(net)`` with every affine ``GroupNorm(C, C)`` (``is_instance_norm``)
+    replaced by a ``ChannelsLastInstanceNorm`` of the copy's parameters: the network the CPU
+    test pass runs. ``net`` itself is left as it is."""
+    model = channels_last_copy(net)
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if (
-                isinstance(child, nn.GroupNorm)
-                and child.num_groups == child.num_channels
-                and child.affine
-            ):
+            if is_instance_norm(child):
                 setattr(parent, name, ChannelsLastInstanceNorm(child))
-    return model.to(memory_format=torch.channels_last)
+    return model

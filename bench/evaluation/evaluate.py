@@ -19,7 +19,6 @@ epoch, the whole batch one mini-batch). The method builds the stream from its se
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from bench.data.dsa import OPS as DSA_OPS
 from bench.data.real import DatasetCard, RealSet
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.batched import AUGMENTED_TEST_BATCH, test_accuracy_many, train_many
-from bench.evaluation.cpu_inference import cpu_test_copy
+from bench.evaluation.cpu_inference import channels_last_copy, cpu_test_copy
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.evaluation.schedule import train_by_schedule, training_batches
 
@@ -216,7 +215,7 @@ def _compiled_copy(net: torch.nn.Module, device: torch.device) -> torch.nn.Modul
         str(device),
     )
     if key not in _COMPILED:
-        template = copy.deepcopy(net).eval().to(memory_format=torch.channels_last)
+        template = channels_last_copy(net)
         _COMPILED[key] = torch.compile(template, dynamic=False)
     compiled = _COMPILED[key]
     compiled._orig_mod.load_state_dict(net.state_dict())  # in place: no recompilation
