@@ -18,7 +18,10 @@ pytestmark = pytest.mark.slow
 
 # the report's best sparse cell, and the dense cell of the same depth (the faithful dense
 # network pads depth to 3 over the full grid: its 3-layer smoke run takes 13 minutes on one thread)
-RECIPES = ["pc-gm-mnist-me-2layer", "pc-gm-mnist-pytorch-2layer"]
+RECIPES = [
+    pytest.param("pc-gm-mnist-me-2layer", marks=pytest.mark.minkowski),
+    "pc-gm-mnist-pytorch-2layer",
+]
 
 
 @pytest.fixture(scope="module", params=RECIPES)
