@@ -17,9 +17,15 @@ PACKAGES = ("torch", "torchvision", "mlflow", "numpy", "scipy", "safetensors")
 def git_commit() -> str:
     """``HEAD``'s hash, suffixed ``-dirty`` when tracked files have uncommitted changes;
     ``unknown`` outside a git checkout, and for an installed copy (whose site-packages may lie
-    inside some other repository, whose commit says nothing about this code)."""
+    inside some other repository, whose commit says nothing about this code). A copy of a
+    checkout's files without ``.git`` (the GPU check's machine) reports the commit in
+    ``$DISTILLBENCH_GIT_COMMIT``, which ``scripts/device_check.sh`` sets from the one
+    ``scripts/prepare_device_check.sh`` recorded."""
     if CHECKOUT is None:
         return "unknown"
+    copied = os.environ.get("DISTILLBENCH_GIT_COMMIT")
+    if copied and not (CHECKOUT / ".git").exists():
+        return copied
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=CHECKOUT, check=True, capture_output=True, text=True
