@@ -15,7 +15,7 @@ if [ -e "$root" ]; then
   echo "error: $root exists; move it away (the archive unpacks there) and run again" >&2; exit 1
 fi
 tar -xzf "$archive" -C /
-commit="$(sed -n 's/^# commit \([^;]*\);.*/\1/p' "$root/steps.tsv" | cut -c1-12)"
+commit="$(awk '/^# commit / { sub(/;$/, "", $3); print substr($3, 1, 12); exit }' "$root/steps.tsv")"
 "${PYTHON:-python}" -m bench leaderboard --tracking-uri "sqlite:///$root/mlflow.db" --output "$boards"
 mkdir -p "$boards/benchmarks"
 cp "$root/steps.tsv" "$boards/benchmarks/device-check-$commit-steps.tsv"

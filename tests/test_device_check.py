@@ -28,12 +28,13 @@ def run_script(name: str, *args: str | Path) -> subprocess.CompletedProcess:
 
 
 def steps(out: Path) -> dict[str, str]:
-    lines = (out / "steps.tsv").read_text().splitlines()
-    assert lines[0].startswith("# commit ") and lines[1] == "step\tstatus\tseconds"
-    return {line.split("\t")[0]: line.split("\t")[1] for line in lines[2:]}
+    """Each step's status in ``OUT/steps.tsv``, whose runs each begin with a ``# commit`` line."""
+    header, *lines = (out / "steps.tsv").read_text().splitlines()
+    assert header == "step\tstatus\tseconds" and lines[0].startswith("# commit ")
+    return {line.split("\t")[0]: line.split("\t")[1] for line in lines if line[0] != "#"}
 
 
-def test_a_failing_step_is_counted_and_the_next_one_runs(tmp_path):
+def test_failing_steps_are_counted_the_next_one_runs_and_a_rerun_appends(tmp_path):
     out = tmp_path / "out"
     done = run_script(
         "device_check.sh", out, "--device", "cpu", "--tiny", "--data-root", tmp_path / "empty",
@@ -43,6 +44,14 @@ def test_a_failing_step_is_counted_and_the_next_one_runs(tmp_path):
     assert steps(out) == {"smoke-gm": "FAILED", "smoke-random": "FAILED"}
     log = (out / "logs" / "smoke-gm.log").read_text()
     assert log.startswith("error: ") and "MNIST" in log and "Traceback" not in log
+    unknown = run_script("device_check.sh", out, "--steps", "smoke-gm,smoke-mnist")
+    assert unknown.returncode == 2 and "unknown step smoke-mnist" in unknown.stderr
+    rerun = run_script(
+        "device_check.sh", out, "--device", "cpu", "--tiny", "--data-root", tmp_path / "empty",
+        "--steps", "smoke-random",
+    )  # fmt: skip
+    assert rerun.returncode == 1  # and the first run's lines are kept:
+    assert (out / "steps.tsv").read_text().count("\nsmoke-random\tFAILED\t") == 2
 
 
 def test_a_copy_without_git_reports_the_recorded_commit(tmp_path, monkeypatch):
