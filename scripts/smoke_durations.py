@@ -1,13 +1,15 @@
-"""End-to-end time of smoke runs, each a fresh ``python -m bench reproduce ... --budget smoke``
-process (imports, a new store, data loading included), one after the other, with the load
-average before each and the accuracy each reports. Writes
-``OUT/smoke-durations-<commit>.json`` (``bench.speed.benchmark.write_record``): the source of
-the README's smoke durations.
+"""End-to-end time of ``python -m bench`` jobs, each a fresh process (imports, a new store, data
+loading included), one after the other, with the load average before each and the accuracy each
+reports. Writes ``OUT/smoke-durations-<commit>.json`` (``bench.speed.benchmark.write_record``):
+the source of the README's durations.
 
     python scripts/smoke_durations.py [--data-root DIR] [--out DIR] [JOB ...]
 
-A JOB is a recipe name followed by its extra arguments, as one string
-(``"gm-cifar10-ipc1 --dataset cifar10-jpeg"``); the default jobs are the README's.
+A JOB is the arguments of one ``python -m bench`` command, as one string, in which ``{work}``
+stands for a folder the jobs share (``"reproduce gm-cifar10-ipc1 --budget smoke --dataset
+cifar10-jpeg"``); each also gets ``--data-root`` and its own ``--out``. The default jobs are the
+README's smoke runs; with ``--more``, the README's other timed commands (the larger ipc, MTT's
+experts and smoke run, ``gm-mnist-ipc1``'s reduced budget).
 """
 
 from __future__ import annotations
@@ -27,26 +29,37 @@ import torch
 from bench.speed.benchmark import write_record
 
 JOBS = [
-    "gm-mnist-ipc1",
-    "gm-fashionmnist-ipc1",
-    "gm-cifar10-ipc1 --dataset cifar10-jpeg",
-    "random-mnist-ipc1",
-    "herding-mnist-ipc1",
-    "whole-mnist",
+    "reproduce gm-mnist-ipc1 --budget smoke",
+    "reproduce gm-fashionmnist-ipc1 --budget smoke",
+    "reproduce gm-cifar10-ipc1 --budget smoke --dataset cifar10-jpeg",
+    "reproduce random-mnist-ipc1 --budget smoke",
+    "reproduce herding-mnist-ipc1 --budget smoke",
+    "reproduce whole-mnist --budget smoke",
+]
+MORE = [
+    "reproduce gm-mnist-ipc10 --budget smoke",
+    "reproduce gm-mnist-ipc50 --budget smoke",
+    "experts --dataset cifar10-jpeg --zca --num-experts 2 --epochs 3 --images-per-class 100"
+    " --experts-dir {work}/experts",
+    "reproduce mtt-cifar10-ipc1 --budget smoke --dataset cifar10-jpeg"
+    " --set method.experts_dir={work}/experts",
+    "reproduce gm-mnist-ipc1 --budget reduced",
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("jobs", nargs="*", default=JOBS)
+    parser.add_argument("jobs", nargs="*")
+    parser.add_argument("--more", action="store_true", help="the README's other timed commands")
     parser.add_argument("--data-root", default="../shared/datasets")
     parser.add_argument("--out", type=Path, default=Path("leaderboards/benchmarks"))
     args = parser.parse_args()
+    jobs = args.jobs or (MORE if args.more else JOBS)
     runs = []
     with tempfile.TemporaryDirectory() as work:
-        for i, job in enumerate(args.jobs):
-            command = [sys.executable, "-m", "bench", "reproduce", *shlex.split(job)]
-            command += ["--budget", "smoke", "--data-root", args.data_root, "--out", f"{work}/{i}"]
+        for i, job in enumerate(jobs):
+            command = [sys.executable, "-m", "bench", *shlex.split(job.format(work=work))]
+            command += ["--data-root", args.data_root, "--out", f"{work}/{i}"]
             load = os.getloadavg()[0]
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -66,7 +79,7 @@ def main() -> None:
         args.out,
         "smoke-durations",
         torch.device("cpu"),
-        command="python -m bench reproduce JOB --budget smoke (end to end, fresh process each)",
+        command="python -m bench JOB (end to end, a fresh process each)",
         runs=runs,
     )
 
