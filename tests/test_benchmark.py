@@ -6,7 +6,9 @@ import pytest
 
 from bench.cli import main
 
-pytestmark = pytest.mark.slow
+# its passes over the 10,000 test images and the GEMM peak take ~12 GB: run alone (tox.ini), as
+# an OOM kill of an xdist worker on 24 GiB showed
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def test_benchmark_reports_rates_and_memory(tmp_path, data_root, capsys):
