@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,13 @@ class RunOptions(RecipeOptions, Location):
     resume: str | None = option(
         None, "continue a killed or failed run from its checkpoints", metavar="RUN_ID"
     )
+    sets: str | None = option(
+        None,
+        "run only these synthetic sets of the design, e.g. 2, 0-1 or 0,3 (a shard: each set gets "
+        "exactly the seeds the full run gives it; the ledger pools shards into one design and "
+        "judges it once every set is in)",
+        metavar="SPEC",
+    )
     parallel_sets: int = option(
         1,
         "distil and evaluate up to N synthetic sets at once, each in its own process on the "
@@ -173,6 +181,52 @@ class RunOptions(RecipeOptions, Location):
         super().__post_init__()
         if self.parallel_sets < 1:
             raise UserError("--parallel-sets must be at least 1")
+        if self.sets is not None:
+            parse_sets(self.sets)
+
+
+def parse_sets(spec: str, count: int | None = None) -> tuple[int, ...]:
+    """The synthetic-set indices of a ``--sets`` SPEC: comma-separated indices and inclusive
+    ranges (``2``, ``0-1``, ``0,3``, ``0-2,4``), sorted and without repeats.
+
+    Raises:
+        UserError: not of that form, a range that runs backwards, or (with ``count``, the
+            design's ``eval.num_exp``) an index outside ``0..count-1``.
+    """
+    indices: set[int] = set()
+    for part in spec.replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise UserError(
+                f"--sets {spec!r}: give set indices and ranges such as 2, 0-1 or 0,3 "
+                "(sets are counted from 0)"
+            )
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise UserError(
+                f"--sets {spec!r}: the range {part} runs backwards; write {last}-{first}"
+            )
+        indices.update(range(first, last + 1))
+    if count is not None and max(indices) >= count:
+        raise UserError(
+            f"--sets {spec!r}: this design has {count} synthetic set(s), numbered 0-{count - 1}"
+        )
+    return tuple(sorted(indices))
+
+
+def format_sets(indices: tuple[int, ...]) -> str:
+    """The shortest ``--sets`` SPEC of ``indices`` (sorted): ``(0, 1, 2, 4)`` -> ``0-2,4``."""
+    parts: list[str] = []
+    start = previous = None
+    for index in [*indices, None]:
+        if index is not None and previous is not None and index == previous + 1:
+            previous = index
+            continue
+        if start is not None:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+        start = previous = index
+    return ",".join(parts)
 
 
 def reproduce_argv(recipe: str, options: RunOptions) -> list[str]:

@@ -45,10 +45,12 @@ def _one_set(run: Any, uri: str, out: Path, index: int, child: str) -> SetResult
     return result, best, run.stream_accuracies
 
 
-def run_sets_in_processes(run: Any, children: list[str], workers: int) -> list[SetResult]:
-    """Compute set ``i`` of ``run`` (a ``bench.run.runner.Reproduction``) into run
-    ``children[i]`` for every ``i``, ``workers`` processes at a time; returns their results in
-    set order and marks each child FINISHED as it ends.
+def run_sets_in_processes(
+    run: Any, children: list[tuple[int, str]], workers: int
+) -> list[SetResult]:
+    """Compute set ``index`` of ``run`` (a ``bench.run.runner.Reproduction``) into run
+    ``child`` for every ``(index, child)`` of ``children``, ``workers`` processes at a time;
+    returns their results in that order and marks each child FINISHED as it ends.
 
     Raises:
         UserError: the run cannot be sent to another process (something in it is not picklable).
@@ -65,13 +67,13 @@ def run_sets_in_processes(run: Any, children: list[str], workers: int) -> list[S
             "run it with --parallel-sets 1"
         ) from None
     out = run.folder.parents[1]
-    calls = [(shipped, run.tracker.uri, out, i, child) for i, child in enumerate(children)]
+    calls = [(shipped, run.tracker.uri, out, index, child) for index, child in children]
     return map_in_processes(
         _one_set,
         calls,
         workers,
         threads_per_process(run.device, workers),
-        on_done=lambda index, _: run.tracker.set_status(children[index], "FINISHED"),
+        on_done=lambda position, _: run.tracker.set_status(children[position][1], "FINISHED"),
     )
 
 

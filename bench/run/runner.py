@@ -46,7 +46,7 @@ from bench.evaluation.stats import (
     verdict,
 )
 from bench.run.checkpoint import CheckpointStore
-from bench.run.options import RunOptions, reproduce_argv
+from bench.run.options import RunOptions, format_sets, parse_sets, reproduce_argv
 from bench.run.parallel_sets import run_sets_in_processes
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.method import Kind, Method, load_method
@@ -140,6 +140,14 @@ class Reproduction:
     """``eval.stream``: ``[model][set][network]`` accuracies of every set's stream evaluation"""
     parallel_sets: int = 1
     """synthetic sets computed at once, each in its own process (speed only)"""
+    set_indices: tuple[int, ...] = ()
+    """the synthetic sets of the design this run computes: all ``eval.num_exp`` of them, or a
+    shard (``--sets``) whose sets get exactly the seeds of the full run"""
+
+    @property
+    def is_shard(self) -> bool:
+        """Whether this run computes only some of the design's synthetic sets (no verdict)."""
+        return len(self.set_indices) < self.config.eval.num_exp
 
     @classmethod
     def start(
@@ -190,13 +198,15 @@ class Reproduction:
             config = dataclasses.replace(
                 config, eval=dataclasses.replace(config.eval, num_exp=len(sets))
             )
+        count = config.eval.num_exp
+        indices = parse_sets(options.sets, count) if options.sets else tuple(range(count))
         # only once the inputs are known good is anything written (the store, --out)
         out = require_writable_folder(Path(options.out), "--out")
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
-            parent = _reopen_parent_run(tracker, options.resume, config, device)
+            parent = _reopen_parent_run(tracker, options.resume, config, device, indices)
         else:
-            parent = _new_parent_run(tracker, recipe, config, card, device)
+            parent = _new_parent_run(tracker, recipe, config, card, device, indices)
         resume_argv = reproduce_argv(recipe.name, dataclasses.replace(options, resume=parent))
         resume_command = shlex.join(["python", *resume_argv])
         run = cls(
@@ -214,6 +224,7 @@ class Reproduction:
             resume_command,
             sets,
             parallel_sets=options.parallel_sets,
+            set_indices=indices,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -221,21 +232,25 @@ class Reproduction:
             tracker.log_artifact(parent, run.folder / "config.json")
         return run
 
-    def run(self) -> Verdict:
-        """Distil and evaluate every synthetic set (``parallel_sets`` at a time, each in its
-        own process, ``bench.run.parallel_sets``), then judge; marks the runs FAILED (keeping
-        checkpoints and artifacts) on any exception, Ctrl-C or SIGTERM, says how to continue
-        (the resume command; after a divergence, what to change instead), and re-raises it."""
+    def run(self) -> Verdict | None:
+        """Distil and evaluate the run's synthetic sets (``parallel_sets`` at a time, each in
+        its own process, ``bench.run.parallel_sets``), then judge (a shard is not judged: it
+        returns None; the ledger pools it with the design's other sets); marks the runs FAILED
+        (keeping checkpoints and artifacts) on any exception, Ctrl-C or SIGTERM, says how to
+        continue (the resume command; after a divergence, what to change instead), and re-raises
+        it."""
         self.print_header()
         unfinished: list[str] = []
         try:
             # per synthetic set: the set, not the network, is the unit of replication
             accuracies: dict[str, list[list[float]]] = {m: [] for m in self.config.eval.models}
             best_evaluations: list[list[float]] = []
-            count = self.config.eval.num_exp
-            if self.parallel_sets > 1 and count > 1:
-                unfinished = [self.child_run(index) for index in range(count)]
-                per_set = run_sets_in_processes(self, unfinished, min(self.parallel_sets, count))
+            indices = self.set_indices
+            if self.parallel_sets > 1 and len(indices) > 1:
+                unfinished = [self.child_run(index) for index in indices]
+                pairs = list(zip(indices, unfinished, strict=True))
+                workers = min(self.parallel_sets, len(indices))
+                per_set = run_sets_in_processes(self, pairs, workers)
                 unfinished = []
                 for result, best, stream in per_set:
                     for model, values in result.items():
@@ -244,13 +259,17 @@ class Reproduction:
                     for model, values in stream.items():
                         self.stream_accuracies.setdefault(model, []).extend(values)
             else:
-                for index in range(count):
+                for index in indices:
                     unfinished = [self.child_run(index)]
                     result, best = self.one_synthetic_set(index, unfinished[0])
                     for model, values in result.items():
                         accuracies[model].append(values)
                     best_evaluations.append(best)
                     self.tracker.set_status(unfinished.pop(), "FINISHED")
+            if self.is_shard:
+                self.log_shard(accuracies)
+                self.tracker.set_status(self.parent, "FINISHED")
+                return None
             outcome = self.judge_and_log(accuracies, best_evaluations)
             self.tracker.set_status(self.parent, "FINISHED")
             return outcome
@@ -298,6 +317,10 @@ class Reproduction:
             return self.config.method_config.iterations
         return 0
 
+    def sets_from(self, index: int) -> int:
+        """How many of this run's sets are set ``index`` or come after it (for estimates)."""
+        return sum(1 for i in self.set_indices if i >= index)
+
     def print_header(self) -> None:
         """What is about to run: recipe, budget, overrides, published target, work, hardware."""
         recipe, config, ev = self.recipe, self.config, self.config.eval
@@ -320,6 +343,11 @@ class Reproduction:
             f"  work     : {ev.num_exp} set(s){distill}; {ev.num_exp * ev.models_per_set} "
             f"network(s) x {ev.epochs + 1} epochs on {size}"
         )
+        if self.is_shard:
+            print(
+                f"  shard    : set(s) {format_sets(self.set_indices)} of the design's "
+                f"{ev.num_exp} (seeds as in the full run; no verdict until every set is in)"
+            )
         print(f"  hardware : {hardware(self.device)}")
         print(f"  run      : {self.parent} in {self.tracker.uri} (config {config.config_hash()})")
 
@@ -442,7 +470,7 @@ class Reproduction:
         # interruption: replayed (bit-identically), they are not logged again
         logged = self.tracker.logged_steps(child, "distill/loss")
         started = time.perf_counter()
-        total_left = iterations * self.config.eval.num_exp - index * iterations - start
+        total_left = iterations * self.sets_from(index) - start
         with tqdm(
             total=iterations,
             initial=start,
@@ -514,7 +542,7 @@ class Reproduction:
             self.tracker.log_metrics(child, {f"eval/{model}/model_acc": accuracy}, step=k)
             if started:
                 per_network = time.perf_counter() - started.pop()
-                left = (ev.num_exp - index) * ev.models_per_set - sum(
+                left = self.sets_from(index) * ev.models_per_set - sum(
                     len(v) for v in state["accuracies"].values()
                 )
                 tqdm.write(
@@ -534,6 +562,29 @@ class Reproduction:
         if self.method.artifacts is not None and self.given is None:
             for path in self.method.artifacts(synset, card, folder):
                 self.tracker.log_artifact(run_id, path)
+
+    def log_shard(self, accuracies: dict[str, list[list[float]]]) -> None:
+        """A shard's summary: the variance split of its sets where estimable and their
+        accuracies (``accuracies[model][set][network]``, percent, in ``set_indices`` order),
+        as metrics and ``accuracies.json``; the verdict waits for the pooled design."""
+        summary = {}
+        for model, sets in accuracies.items():
+            summary.update(summary_metrics(f"eval/{model}/acc", sets))
+        self.tracker.log_metrics(self.parent, summary)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "accuracies.json").write_text(json.dumps(accuracies, indent=2))
+        self.tracker.log_artifact(self.parent, self.folder / "accuracies.json")
+        primary = self.config.eval.models[0]
+        done = ", ".join(
+            f"set {i}: {np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f}"
+            for i, v in zip(self.set_indices, accuracies[primary], strict=True)
+        )
+        print(
+            f"\n{self.recipe.name} [{self.config.budget}] {primary}, shard "
+            f"{format_sets(self.set_indices)} of {self.config.eval.num_exp} sets: {done}. "
+            "No verdict from a shard: add it to the ledger (python -m bench leaderboard "
+            "--ingest) and the design is judged once all its sets are in."
+        )
 
     def judge_and_log(
         self, accuracies: dict[str, list[list[float]]], best_evaluations: list[list[float]]
@@ -676,11 +727,18 @@ def _run_tags(
 
 
 def _new_parent_run(
-    tracker: Tracker, recipe: Recipe, config: RunConfig, card: DatasetCard, device: torch.device
+    tracker: Tracker,
+    recipe: Recipe,
+    config: RunConfig,
+    card: DatasetCard,
+    device: torch.device,
+    indices: tuple[int, ...],
 ) -> str:
-    run_id = tracker.start_run(
-        f"{recipe.name}/{config.budget}/seed{config.seed}", _run_tags(recipe, config, card, device)
-    )
+    tags = _run_tags(recipe, config, card, device)
+    name = f"{recipe.name}/{config.budget}/seed{config.seed}"
+    if len(indices) < config.eval.num_exp:
+        name += f"/sets{format_sets(indices)}"
+    run_id = tracker.start_run(name, {**tags, "sets": format_sets(indices)})
     params = {
         "recipe": recipe.name,
         "recipe_version": recipe.version,
@@ -696,7 +754,11 @@ def _new_parent_run(
 
 
 def _reopen_parent_run(
-    tracker: Tracker, run_id: str, config: RunConfig, device: torch.device
+    tracker: Tracker,
+    run_id: str,
+    config: RunConfig,
+    device: torch.device,
+    indices: tuple[int, ...],
 ) -> str:
     """Check that ``run_id`` is an unfinished run of this very config and mark it RUNNING.
 
@@ -715,6 +777,11 @@ def _reopen_parent_run(
             f"seed={tags.get('seed')} (config {tags.get('config_hash')}); resume it with the same "
             f"recipe, --budget, --seed and --set options (this command resolves to config "
             f"{config.config_hash()})"
+        )
+    started = tags.get("sets", format_sets(tuple(range(config.eval.num_exp))))
+    if started != format_sets(indices):
+        raise UserError(
+            f"run {run_id} computes synthetic set(s) {started}; resume it with --sets {started}"
         )
     if run.info.status == "FINISHED":
         raise UserError(f"run {run_id} already FINISHED; nothing to resume")
