@@ -25,7 +25,6 @@ copied on ingest; a method's other pictures add ``grids/<recipe>-<picture>.png``
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tabulate import tabulate
 
 from bench.data.synthetic import GRID
@@ -41,6 +41,15 @@ from bench.evaluation.stats import (
     variance_split,
     verdict,
 )
+from bench.reports.ledger import (
+    Design,
+    MeasuredRun,
+    ingest,
+    note_pictures,
+    pool_designs,
+    read_ledger,
+)
+from bench.run.options import format_sets
 from bench.run.tracking import Tracker
 from bench.spec.recipes import (
     Recipe,
@@ -68,112 +77,17 @@ HEADERS = (
 
 
 @dataclass(frozen=True)
-class MeasuredRun:
-    """What the leaderboard reads of one ledger record (a finished parent run)."""
-
-    run_id: str
-    recipe: str
-    dataset_name: str
-    budget: str
-    model: str
-    mean: float
-    std: float | None
-    n: int
-    verdict: str
-    commit: str
-    hardware: str
-    start_time: int
-    """milliseconds since the epoch (MLflow's), to order runs"""
-    final_mean: float | None = None
-    """where ``mean`` is the best evaluation during distillation (recipes whose published
-    number is that statistic) or on a stream of batches drawn from the set: the final
-    synthetic set's mean accuracy, shown beside it"""
-    recipe_version: str = ""
-    dataset: str = ""
-    overrides: str = ""
-    comparable: bool = False
-    sets: tuple[tuple[float, ...], ...] | None = None
-    """accuracies of the tested statistic per synthetic set; ``None`` in records logged before
-    the set-level verdict (they cannot be pooled)"""
-    final_sets: tuple[tuple[float, ...], ...] | None = None
-    pictures: tuple[str, ...] = ()
-    """pictures of this run under the leaderboard folder (``grids/...``)"""
-    statistic: str = "final"
-    """what ``mean`` is (``bench.spec.recipes.STATISTICS``)"""
-    submitted: str = ""
-    """for a set made elsewhere and judged with ``python -m bench evaluate`` (tag
-    ``source=external``): who made it and the first file's SHA-256 prefix; its row stands beside
-    the suite's own reproduction of the recipe and is never pooled with it"""
-
-    @classmethod
-    def from_record(cls, record: dict) -> MeasuredRun | None:
-        """Read a ledger record; ``None`` for a run that is not a reproduction parent run."""
-        tags, metrics = record["tags"], record["metrics"]
-        model = (tags.get("eval_models") or "ConvNet").split()[0]
-        if f"eval/{model}/acc" not in metrics:
-            return None
-        key, final = f"eval/{model}/acc", None
-        statistic = "final"
-        for other in ("max_over_evaluations", "stream"):  # bench.spec.recipes.STATISTICS
-            if f"eval/{model}/{other}_acc" in metrics:
-                key, final, statistic = f"eval/{model}/{other}_acc", metrics[key], other
-
-        def nested(values):
-            return None if values is None else tuple(tuple(map(float, s)) for s in values)
-
-        return cls(
-            run_id=record["run_id"],
-            recipe=tags.get("recipe", ""),
-            dataset_name=tags.get("dataset_name", tags.get("dataset", "")),
-            budget=tags.get("budget", ""),
-            model=model,
-            mean=metrics[key],
-            std=metrics.get(f"{key}_std"),
-            n=int(metrics.get(key.replace("acc", "n"), 1)),
-            verdict=tags.get("verdict", ""),
-            commit=tags.get("git_commit", ""),
-            hardware=tags.get("hardware", ""),
-            start_time=int(record.get("start_time_ms", 0)),
-            final_mean=final,
-            recipe_version=tags.get("recipe_version", ""),
-            dataset=tags.get("dataset", ""),
-            overrides=tags.get("overrides", ""),
-            comparable=tags.get("comparable") == "true",
-            sets=nested(record.get("sets")),
-            final_sets=nested(record.get("final_sets")),
-            pictures=tuple(record.get("pictures", ())),
-            statistic=statistic,
-            submitted=(
-                f"{tags.get('submitted_by') or 'unnamed'}, {tags.get('file.0.sha256', '')[:12]}"
-                if tags.get("source") == "external"
-                else ""
-            ),
-        )
-
-    @property
-    def cell(self) -> tuple[str, ...]:
-        """Runs with the same cell are pooled: recipe, version, data copy, budget, overrides;
-        each submitted set is a cell of its own."""
-        return (
-            self.recipe,
-            self.recipe_version,
-            self.dataset_name,
-            self.budget,
-            self.overrides,
-            self.submitted and self.run_id,
-        )
-
-
-@dataclass(frozen=True)
 class Row:
     """One table row: a recipe and the runs of one of its cells (empty: not measured).
 
-    ``pooled`` is the verdict recomputed on the pooled synthetic sets, ``None`` where the runs
-    carry no per-set accuracies (then ``runs`` is the newest record alone)."""
+    ``designs`` are the cell's designs (``bench.reports.ledger.pool_designs``); ``pooled`` is
+    the verdict recomputed on the sets of its complete designs, ``None`` while none is complete
+    or where the runs carry no per-set accuracies (then ``runs`` is the newest record alone)."""
 
     recipe: Recipe
     runs: tuple[MeasuredRun, ...] = ()
     pooled: Verdict | None = None
+    designs: tuple[Design, ...] = ()
 
     @property
     def run(self) -> MeasuredRun | None:
@@ -181,45 +95,34 @@ class Row:
         return self.runs[-1] if self.runs else None
 
     @property
+    def in_progress(self) -> list[Design]:
+        return [d for d in self.designs if not d.complete]
+
+    @property
+    def shown_sets(self) -> list[tuple[float, ...]]:
+        """The sets behind the shown numbers: the complete designs' or, while none is
+        complete, every set measured so far."""
+        if self.pooled:
+            return list(self.pooled.sets)
+        return [s for d in self.designs for s in d.sets.values()]
+
+    @property
     def mean(self) -> float:
-        return self.pooled.mean if self.pooled else self.run.mean
+        if self.pooled or not self.designs:
+            return self.pooled.mean if self.pooled else self.run.mean
+        return float(np.mean([a for s in self.shown_sets for a in s]))
 
     @property
     def std(self) -> float | None:
-        return self.pooled.std if self.pooled else self.run.std
+        if self.pooled or not self.designs:
+            return self.pooled.std if self.pooled else self.run.std
+        flat = [a for s in self.shown_sets for a in s]
+        return float(np.std(flat, ddof=1)) if len(flat) > 1 else None
 
 
-def read_ledger(folder: Path) -> list[MeasuredRun]:
-    """Every reproduction record in ``folder`` (``<run id>.json``), oldest first."""
-    runs = []
-    for path in sorted(folder.glob("*.json")):
-        run = MeasuredRun.from_record(json.loads(path.read_text()))
-        if run is not None:
-            runs.append(run)
-    return sorted(runs, key=lambda r: (r.start_time, r.run_id))
-
-
-def ingest(tracker: Tracker, ledger: Path) -> list[Path]:
-    """Add every finished reproduction (parent) run of the store to the ledger (one record
-    each, replacing an older record of the same run); returns the records written."""
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string="attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        max_results=50000,
-    )
-    written = []
-    for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
-        model = (tags.get("eval_models") or "ConvNet").split()[0]
-        if "mlflow.parentRunId" in tags or f"eval/{model}/acc" not in metrics:
-            continue
-        written.append(export_run(tracker, run.info.run_id, ledger / f"{run.info.run_id}.json"))
-    return written
-
-
-def _pool(recipe: Recipe, runs: list[MeasuredRun]) -> Verdict:
-    """The verdict on the synthetic sets of ``runs`` (one cell) pooled."""
+def _pool(recipe: Recipe, runs: list[MeasuredRun], sets: list[tuple[float, ...]]) -> Verdict:
+    """The verdict on ``sets``, the synthetic sets of the complete designs of ``runs`` (one
+    cell)."""
     first = runs[0]
     reasons = []
     if not all(r.comparable and r.budget == "paper" for r in runs):
@@ -232,7 +135,6 @@ def _pool(recipe: Recipe, runs: list[MeasuredRun]) -> Verdict:
         reasons = reasons or ["a run off the paper's protocol"]
     if first.recipe_version and first.recipe_version != str(recipe.version):
         reasons.append(f"recipe v{first.recipe_version}, superseded by v{recipe.version}")
-    sets = [s for r in runs for s in r.sets]
     return verdict(sets, recipe.published, recipe.margin, recipe.alpha, reasons, recipe.statistic)
 
 
@@ -249,10 +151,13 @@ def build_rows(recipes: list[Recipe], runs: list[MeasuredRun]) -> list[Row]:
             if key[0] != recipe.name:
                 continue
             poolable = [r for r in members if r.sets]
-            if poolable:
-                mine.append(Row(recipe, tuple(poolable), _pool(recipe, poolable)))
-            else:
+            if not poolable:
                 mine.append(Row(recipe, (members[-1],)))
+                continue
+            designs = tuple(pool_designs(poolable))
+            sets = [s for d in designs if d.complete for s in d.sets.values()]
+            pooled = _pool(recipe, poolable, sets) if sets else None
+            mine.append(Row(recipe, tuple(poolable), pooled, designs))
         mine.sort(
             key=lambda r: (
                 bool(r.run.submitted),  # the suite's own rows first, submitted sets beside them
@@ -268,19 +173,56 @@ def build_rows(recipes: list[Recipe], runs: list[MeasuredRun]) -> list[Row]:
 
 def _fmt_measured(row: Row) -> str:
     std = MISSING if row.std is None or math.isnan(row.std) else f"{row.std:.2f}"
-    n = row.pooled.n if row.pooled else row.run.n
+    n = sum(len(s) for s in row.shown_sets) if row.designs else row.run.n
     text = f"{row.mean:.2f} ± {std} (n={n})"
-    finals = [a for r in row.runs for s in (r.final_sets or ()) for a in s]
-    final = (sum(finals) / len(finals)) if row.pooled and finals else row.run.final_mean
+    finals = [
+        a
+        for d in row.designs
+        if d.complete or not row.pooled
+        for s in d.final_sets.values()
+        for a in s
+    ]
+    final = (sum(finals) / len(finals)) if finals else row.run.final_mean
     if row.run.final_mean is not None:
         text += f" {row.run.statistic.replace('_', ' ')}; final set {final:.2f}"
-    return text
+    return text + ("" if row.pooled or not row.designs else " so far")
+
+
+def _fmt_verdict(row: Row) -> str:
+    """The pooled verdict, or the progress of an incomplete design; then what else the cell
+    holds: designs still in progress beside a judged one, conflicting duplicate sets."""
+    if not row.designs:
+        return row.run.verdict
+    budget = row.run.budget
+    parts = [row.pooled.verdict] if row.pooled else []
+    progress = [d.progress(budget) for d in row.in_progress if d.sets]
+    if progress:
+        lead = "also in progress" if row.pooled else "in progress"
+        parts.append(f"{lead}: {'; '.join(progress)}; judged when complete")
+    for design in row.designs:
+        for index, runs in design.conflicts.items():
+            parts.append(
+                f"conflict: set {index} (seed {design.key[1]}) measured with different files "
+                f"by {', '.join(runs)}; not pooled until one record is removed"
+            )
+    return "; ".join(parts) or "no set measured"
+
+
+def _fmt_shard(run: MeasuredRun) -> str:
+    """`` sets 0-1 of 5 (seed 0; files: runs/<id>/set0.safetensors, ...)`` for a shard or a run
+    whose set files are committed; empty for an uncommitted full run."""
+    indices = tuple(s.index for s in run.set_records)
+    files = [f"[set{s.index}]({s.file})" for s in run.set_records if s.file]
+    if len(indices) == run.design_sets and not files:
+        return ""
+    text = f" sets {format_sets(indices)} of {run.design_sets} (seed {run.design[1]}"
+    return text + (f"; files {', '.join(files)})" if files else ")")
 
 
 def _fmt_spread(row: Row) -> str:
-    if row.pooled is None:
+    if not row.designs:
         return "n/a (record without per-set accuracies)"
-    split = variance_split(row.pooled.sets)
+    split = variance_split(row.shown_sets)
 
     def fmt(x: float) -> str:
         return MISSING if math.isnan(x) else f"{x:.2f}"
@@ -309,12 +251,11 @@ def table_cells(row: Row, dataset_names: dict[str, str]) -> list[str]:
     ]
     if run is None:
         return cells + [MISSING] * 5
-    outcome = row.pooled.verdict if row.pooled else run.verdict
     return cells + [
         _fmt_measured(row),
         _fmt_spread(row),
         run.budget,
-        outcome,
+        _fmt_verdict(row),
         ", ".join(r.run_id for r in row.runs),
     ]
 
@@ -439,41 +380,6 @@ def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -
     return copied
 
 
-def export_run(tracker: Tracker, run_id: str, path: Path) -> Path:
-    """Write a run's ledger record as JSON (status, start time, tags, params, latest metrics,
-    and from its ``verdict.json`` the accuracies per synthetic set: ``sets`` of the tested
-    statistic, ``final_sets`` of the final set): the provenance of a leaderboard cell, readable
-    and poolable without the MLflow store it came from. Keeps the ``pictures`` of an older
-    record of the same run."""
-    run = tracker.get_run(run_id)
-    record = {
-        "run_id": run_id,
-        "status": run.info.status,
-        "start_time_ms": run.info.start_time,
-        "tags": {k: v for k, v in sorted(run.data.tags.items()) if not k.startswith("mlflow.")},
-        "params": dict(sorted(run.data.params.items())),
-        "metrics": dict(sorted(run.data.metrics.items())),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            judged = json.loads(
-                tracker.download_artifact(run_id, "verdict.json", Path(tmp)).read_text()
-            )
-        except Exception:  # a run logged before verdict.json held its sets, or none at all
-            judged = {}
-    if judged.get("sets") and judged.get("final_accuracies_by_set"):
-        record["statistic"] = judged.get("statistic", "final")
-        record["sets"] = judged["sets"]
-        record["final_sets"] = judged["final_accuracies_by_set"]
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old.get("pictures"):
-            record["pictures"] = old["pictures"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
-
-
 def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
     """Write every leaderboard (see module docstring) under ``out`` from the ledger
     ``out/runs``; with a ``tracker``, first ingest its finished runs into the ledger and copy
@@ -512,7 +418,7 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
             if fresh:
                 pictures = copy_pictures(tracker, fresh[0], out / "grids", row.recipe.name)
                 if pictures:
-                    _note_pictures(ledger / f"{fresh[0].run_id}.json", pictures, out)
+                    note_pictures(ledger / f"{fresh[0].run_id}.json", pictures, out)
                     grids.append((row.recipe.name, fresh[0], pictures))
                     written += pictures
                     continue
@@ -548,7 +454,8 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
                     pooled = "" if run.sets else "; no per-set accuracies: not pooled"
                     markdown.append(
                         f"- [`{run.run_id}`](runs/{run.run_id}.json) {row.recipe.name} "
-                        f"[{run.budget}]: commit {run.commit}, {run.hardware}{pooled}"
+                        f"[{run.budget}]{_fmt_shard(run)}: commit {run.commit}, "
+                        f"{run.hardware}{pooled}"
                     )
             markdown.append("")
         if plot:
@@ -583,10 +490,3 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
         )
     )
     return [out / "README.md", *written]
-
-
-def _note_pictures(record: Path, pictures: list[Path], out: Path) -> None:
-    """Name the pictures copied from a run in its ledger record."""
-    data = json.loads(record.read_text())
-    data["pictures"] = [str(p.relative_to(out)) for p in pictures]
-    record.write_text(json.dumps(data, indent=2) + "\n")

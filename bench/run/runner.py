@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.core.config import as_flat_dict, parse_set_options
+from bench.core.config import as_flat_dict, parse_set_options, speed_only_fields
 from bench.core.device import pick_device
 from bench.core.errors import DivergedError, Terminated, TrackingError, UserError
 from bench.core.paths import require_writable_folder
@@ -59,6 +59,7 @@ from bench.spec.recipes import (
     ipc_label,
     load_recipe,
     resolve,
+    with_long_run_speed,
 )
 
 
@@ -178,6 +179,8 @@ class Reproduction:
         device = pick_device(options.device)
         card = load_card(config.dataset)
         method = load_method(config.method)
+        if config.budget == "paper" and device.type == "cpu":
+            config = with_long_run_speed(config, method.long_run_speed)
         if config.eval.stream and method.stream is None:
             raise UserError(
                 f"eval.stream: method {config.method} draws no stream of batches from its set; "
@@ -267,7 +270,7 @@ class Reproduction:
                     best_evaluations.append(best)
                     self.tracker.set_status(unfinished.pop(), "FINISHED")
             if self.is_shard:
-                self.log_shard(accuracies)
+                self.log_shard(accuracies, best_evaluations)
                 self.tracker.set_status(self.parent, "FINISHED")
                 return None
             outcome = self.judge_and_log(accuracies, best_evaluations)
@@ -334,13 +337,17 @@ class Reproduction:
         )
         if config.overrides:
             print(f"  overrides: {' '.join(config.overrides)}")
+        speed = speed_settings(config)
+        if speed:
+            print(f"  speed    : {' '.join(speed)} (speed only: the same results)")
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
         figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
         print(f"  power    : {ev.num_exp} set(s) x {ev.num_eval} networks: {figure.summary()}")
         distill = f" x {iterations} outer iterations" if iterations and not self.given else ""
         size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
+        count = len(self.set_indices)
         print(
-            f"  work     : {ev.num_exp} set(s){distill}; {ev.num_exp * ev.models_per_set} "
+            f"  work     : {count} set(s){distill}; {count * ev.models_per_set} "
             f"network(s) x {ev.epochs + 1} epochs on {size}"
         )
         if self.is_shard:
@@ -389,6 +396,8 @@ class Reproduction:
             if keeps_set:
                 state["synthetic"] = synset.tensors()
                 self.checkpoints.save(index, state)
+        if "distill_s" in state:
+            self.tracker.log_metrics(child, {"time/distill_s": state["distill_s"]})
         synset = dataclasses.replace(
             synset, config_hash=config.config_hash(), preprocessing=self.train.preprocessing
         )
@@ -412,6 +421,8 @@ class Reproduction:
         )
         means = {f"eval/{m}/acc": float(np.mean(v)) for m, v in result.items()}
         self.tracker.log_metrics(child, means)
+        if "evaluate_s" in state:
+            self.tracker.log_metrics(child, {"time/evaluate_s": state["evaluate_s"]})
         if config.eval.stream:
             self.evaluate_stream(index, child, synset, state, set_seed, label)
         during = list(state.get("evaluations", {}).values())
@@ -466,6 +477,7 @@ class Reproduction:
             )
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
+        spent = state.get("distill_s", 0.0)  # compute seconds before an interruption
         # after --resume, the iterations since the last checkpoint were logged before the
         # interruption: replayed (bit-identically), they are not logged again
         logged = self.tracker.logged_steps(child, "distill/loss")
@@ -493,6 +505,7 @@ class Reproduction:
                     )
                 if (it + 1) % self.checkpoint_every == 0 or it + 1 == iterations:
                     state["distill"] = get_state()
+                    state["distill_s"] = spent + time.perf_counter() - started
                     self.checkpoints.save(index, state)
 
             return self.method.distill(
@@ -535,9 +548,11 @@ class Reproduction:
         """Callback after each evaluated network: checkpoint, log, estimate once."""
         ev = self.config.eval
         started = [time.perf_counter()]
+        since, spent = started[0], state.get("evaluate_s", 0.0)
 
         def on_result(model: str, k: int, accuracy: float) -> None:
             state["accuracies"].setdefault(model, []).append(accuracy)
+            state["evaluate_s"] = spent + time.perf_counter() - since
             self.checkpoints.save(index, state)
             self.tracker.log_metrics(child, {f"eval/{model}/model_acc": accuracy}, step=k)
             if started:
@@ -563,18 +578,44 @@ class Reproduction:
             for path in self.method.artifacts(synset, card, folder):
                 self.tracker.log_artifact(run_id, path)
 
-    def log_shard(self, accuracies: dict[str, list[list[float]]]) -> None:
-        """A shard's summary: the variance split of its sets where estimable and their
-        accuracies (``accuracies[model][set][network]``, percent, in ``set_indices`` order),
-        as metrics and ``accuracies.json``; the verdict waits for the pooled design."""
+    def tested_sets(
+        self, accuracies: dict[str, list[list[float]]], best_evaluations: list[list[float]]
+    ) -> list[list[float]]:
+        """The accuracies of the statistic the published number measures, ``[set][network]``
+        (percent): the final sets' (``final``), the best evaluation during distillation
+        (``max_over_evaluations``) or the stream evaluation (``stream``)."""
+        tested = {
+            "max_over_evaluations": best_evaluations,
+            "stream": self.stream_accuracies.get(self.config.eval.models[0]),
+        }.get(self.recipe.statistic)
+        return tested or accuracies[self.config.eval.models[0]]
+
+    def log_shard(
+        self, accuracies: dict[str, list[list[float]]], best_evaluations: list[list[float]]
+    ) -> None:
+        """A shard's summary: the variance split of its sets where estimable, ``accuracies.json``
+        (``accuracies[model][set][network]``, percent, in ``set_indices`` order) and
+        ``shard.json`` (its set indices and the tested statistic's accuracies per set, which
+        the ledger pools); the verdict waits for the design's other sets."""
         summary = {}
         for model, sets in accuracies.items():
             summary.update(summary_metrics(f"eval/{model}/acc", sets))
         self.tracker.log_metrics(self.parent, summary)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "accuracies.json").write_text(json.dumps(accuracies, indent=2))
-        self.tracker.log_artifact(self.parent, self.folder / "accuracies.json")
         primary = self.config.eval.models[0]
+        record = {
+            "recipe": self.recipe.name,
+            "recipe_version": self.recipe.version,
+            "model": primary,
+            "statistic": self.recipe.statistic,
+            "set_indices": list(self.set_indices),
+            "design_sets": self.config.eval.num_exp,
+            "sets": self.tested_sets(accuracies, best_evaluations),
+            "final_accuracies_by_set": accuracies[primary],
+        }
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, content in (("accuracies.json", accuracies), ("shard.json", record)):
+            (self.folder / name).write_text(json.dumps(content, indent=2))
+            self.tracker.log_artifact(self.parent, self.folder / name)
         done = ", ".join(
             f"set {i}: {np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f}"
             for i, v in zip(self.set_indices, accuracies[primary], strict=True)
@@ -603,12 +644,9 @@ class Reproduction:
         for key, sets in named.items():
             summary.update(summary_metrics(key, sets))
         self.tracker.log_metrics(self.parent, summary)
-        tested = {
-            "max_over_evaluations": best_evaluations,
-            "stream": self.stream_accuracies.get(primary),
-        }.get(recipe.statistic)
+        tested = recipe.statistic != "final"
         outcome = verdict(
-            tested or accuracies[primary],
+            self.tested_sets(accuracies, best_evaluations),
             recipe.published,
             recipe.margin,
             recipe.alpha,
@@ -631,7 +669,7 @@ class Reproduction:
             self.tracker.log_artifact(self.parent, self.folder / name)
         self.tracker.set_tags(self.parent, {"verdict": outcome.verdict})
         print(f"\n{recipe.name} [{config.budget}] {primary}: {outcome.summary()}")
-        if tested is not None:
+        if tested:
             print(
                 f"  final set: {np.mean(final):.2f} (the accuracy of the final "
                 f"synthetic set; the verdict tests the paper's statistic, {recipe.statistic})"
@@ -683,6 +721,18 @@ class Reproduction:
                 }
             )
         return out
+
+
+def speed_settings(config: RunConfig) -> list[str]:
+    """``section.field=value`` of every speed-only field not at its default (the ``--set`` ones
+    and a long run's, ``with_long_run_speed``)."""
+    shown = []
+    for section, values in (("method", config.method_config), ("eval", config.eval)):
+        default = type(values)()
+        for name in sorted(speed_only_fields(values)):
+            if getattr(values, name) != getattr(default, name):
+                shown.append(f"{section}.{name}={str(getattr(values, name)).lower()}")
+    return shown
 
 
 def summary_metrics(key: str, sets: list[list[float]]) -> dict[str, float]:
@@ -738,7 +788,8 @@ def _new_parent_run(
     name = f"{recipe.name}/{config.budget}/seed{config.seed}"
     if len(indices) < config.eval.num_exp:
         name += f"/sets{format_sets(indices)}"
-    run_id = tracker.start_run(name, {**tags, "sets": format_sets(indices)})
+    tags.update(sets=format_sets(indices), protocol_hash=config.protocol_hash())
+    run_id = tracker.start_run(name, tags)
     params = {
         "recipe": recipe.name,
         "recipe_version": recipe.version,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -159,6 +159,10 @@ class Method:
         speed_benchmark: optional ``"module:function"``, ``function(argv) -> int``, behind
             ``python -m bench speed <name>`` (a string: imported only when asked for).
         description: one line for ``python -m bench methods``.
+        long_run_speed: speed-only config fields (marked ``SPEED_ONLY``) and the values that a
+            paper-protocol run on a CPU takes by default because they pay off over a long run
+            (DC: ``{"compile": True}``); ``--set`` overrides them
+            (``bench.spec.recipes.with_long_run_speed``).
     """
 
     name: str
@@ -171,6 +175,7 @@ class Method:
     preflight: Preflight | None = None
     speed_benchmark: str | None = None
     description: str = ""
+    long_run_speed: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(target: str) -> Any:

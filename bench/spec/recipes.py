@@ -253,8 +253,68 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Short hash of the resolved config (same config -> same hash)."""
-        blob = json.dumps(self.as_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        return _short_hash(self.as_dict())
+
+    def protocol_hash(self) -> str:
+        """``protocol_hash`` of this config: what makes two runs' set ``i`` the same set."""
+        return protocol_hash(self.as_dict())
+
+
+def _short_hash(content: dict[str, Any]) -> str:
+    blob = json.dumps(content, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def protocol_hash(config: dict[str, Any]) -> str:
+    """Short hash of a resolved config (``RunConfig.as_dict()``, e.g. a run's ``config.json``)
+    without what cannot change its synthetic sets' results: the base seed (a design's other
+    key), speed-only fields (``SPEED_ONLY``) and the ``--set`` overrides of them. Runs with the
+    same protocol hash and seed compute the same design, so the ledger pools their shards.
+
+    Raises:
+        ConfigError: the config names a method that is not registered.
+    """
+    from bench.evaluation.evaluate import EvalProtocol
+    from bench.spec.method import load_method
+
+    speed = {
+        "method_config": speed_only_fields(load_method(config["method"]).config_class),
+        "eval": speed_only_fields(EvalProtocol),
+    }
+    section_of = {"method": "method_config", "eval": "eval"}
+    kept = {k: v for k, v in config.items() if k != "seed"}
+    for section, names in speed.items():
+        kept[section] = {k: v for k, v in config[section].items() if k not in names}
+    kept["overrides"] = [
+        o
+        for o in config["overrides"]
+        if o.split(".", 1)[1].split("=", 1)[0] not in speed[section_of[o.split(".", 1)[0]]]
+    ]
+    return _short_hash(kept)
+
+
+def with_long_run_speed(config: RunConfig, long_run_speed: dict[str, Any]) -> RunConfig:
+    """``config`` with the speed-only settings that pay off in a paper-protocol run on a CPU:
+    the method's ``long_run_speed`` fields (e.g. DC's compiled matching) and the compiled test
+    pass (``eval.compile_test``), except where ``--set`` chose otherwise. Their results are the
+    same up to floating-point summation order (``python -m bench speed <method>`` measures the
+    difference), so the run stays on the paper's protocol.
+
+    Raises:
+        ConfigError: a ``long_run_speed`` field that is not marked speed-only.
+    """
+    chosen = {o.split("=", 1)[0] for o in config.overrides}
+    fields = speed_only_fields(config.method_config)
+    bad = sorted(set(long_run_speed) - fields)
+    if bad:
+        raise ConfigError(f"method {config.method}: long_run_speed {bad} are not speed-only fields")
+    method = {k: v for k, v in long_run_speed.items() if f"method.{k}" not in chosen}
+    evaluation = {} if "eval.compile_test" in chosen else {"compile_test": True}
+    return dataclasses.replace(
+        config,
+        method_config=dataclasses.replace(config.method_config, **method),
+        eval=dataclasses.replace(config.eval, **evaluation),
+    )
 
 
 def resolve(
