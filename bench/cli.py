@@ -257,6 +257,30 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from bench.reports.plan import measure, plan_rows, recipes_of, record_rates, render_plan
+    from bench.spec.recipes import Recipe, load_recipe, recipe_names
+
+    names = args.recipes or [
+        n for n in recipe_names() if isinstance(r := load_recipe(n), Recipe) and r.published
+    ]
+    folder = Path(args.ledger)
+    if args.measure:
+        for recipe in recipes_of(names):
+            if recipe.published is None:
+                continue
+            try:
+                rates = measure(recipe, Path(args.data_root))
+            except UserError as exc:
+                print(f"{recipe.name}: not measured ({exc})")
+                continue
+            record_rates(folder / "benchmarks", recipe.name, rates)
+            print(f"{recipe.name}: {rates.basis}")
+    rows = plan_rows(names, folder / "runs", folder / "benchmarks", args.machine)
+    print(render_plan(rows))
+    return 0
+
+
 def _speed(name: str, argv: list[str]) -> int:
     from bench.spec.method import load_method, registered_methods, resolve_target
 
@@ -431,6 +455,45 @@ def build_parser() -> argparse.ArgumentParser:
         "installed)",
     )
     p.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser(
+        "plan",
+        parents=includes,
+        help="per published cell: paper-protocol sets done and missing, and the compute the "
+        "rest needs on this machine (measured rates) and on a GPU",
+    )
+    p.add_argument(
+        "recipes",
+        nargs="*",
+        metavar="RECIPE",
+        help="recipes or groups (default: every recipe with a published number)",
+    )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="first time the recipes' paper configuration here (a few outer iterations and two "
+        "short evaluations, single-threaded) and record the rates in "
+        "leaderboards/benchmarks/plan-rates.json",
+    )
+    p.add_argument(
+        "--data-root",
+        default="../shared/datasets",
+        help="datasets for --measure (stand-in data of the same shape where one is missing; "
+        "default: ../shared/datasets)",
+    )
+    p.add_argument(
+        "--ledger",
+        default=str(LEADERBOARDS_DIR),
+        help="leaderboard folder whose runs/ and benchmarks/ are read and written (default: "
+        "the checkout's leaderboards/)",
+    )
+    p.add_argument(
+        "--machine",
+        default=None,
+        metavar="CPU",
+        help="use the rates measured on this CPU model (default: this machine's)",
+    )
+    p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
         "speed",

@@ -1,0 +1,269 @@
+"""``python -m bench plan``: per published cell, the paper-protocol sets done, those missing and
+what the rest costs, before anyone spends it.
+
+Done and missing come from the ledger (``bench.reports.ledger``): the most complete design of the
+recipe's current version on the paper protocol (original data, no override that changes
+results). The cost of a set is
+
+    iterations x (seconds per outer iteration) + networks x (seconds per network)
+
+with a network's seconds ``fixed + epochs x (seconds per epoch)``. The rates are measured, never
+derived from FLOP counts: the compute seconds of the recipe's own paper sets in the ledger where
+there are some (``time/distill_s`` and ``time/evaluate_s`` of each set), else ``plan --measure``,
+which runs the recipe's paper configuration for a few outer iterations and two short evaluations
+on this machine, one single-threaded process beside one other (as paper sets run on a small
+machine: one set per core) and records the rates in ``leaderboards/benchmarks/plan-rates.json``.
+A GPU figure is shown where the ledger holds a paper set made on a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tabulate import tabulate
+
+from bench.core.errors import UserError
+from bench.core.hashing import write_atomic
+from bench.core.provenance import cpu_name, git_commit
+from bench.reports.ledger import Design, MeasuredRun, pool_designs, read_ledger
+from bench.spec.method import Kind, load_method
+from bench.spec.recipes import Recipe, RecipeGroup, load_recipe, resolve, with_long_run_speed
+
+RATES_FILE = "plan-rates.json"
+"""under ``leaderboards/benchmarks``: ``{cpu model: {recipe: rates}}`` written by ``--measure``"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rates:
+    """Measured seconds of one recipe's paper configuration on one machine."""
+
+    per_iteration: float
+    """seconds per outer iteration (0 for coresets and the whole dataset)"""
+    distill_fixed: float
+    """seconds of a distillation besides its iterations (warm-up, compilation, selection)"""
+    per_epoch: float
+    """seconds per evaluation epoch of one network"""
+    network_fixed: float
+    """seconds per network besides its epochs (building it, the test pass)"""
+    basis: str
+    """how they were measured, in words"""
+
+    def per_set(self, recipe_config: Any) -> float:
+        """Seconds of one paper set of ``recipe_config`` (a ``RunConfig``)."""
+        ev = recipe_config.eval
+        iterations = getattr(recipe_config.method_config, "iterations", 0)
+        networks = ev.num_eval * len(ev.models) * (2 if ev.stream else 1)
+        network = self.network_fixed + (ev.epochs + 1) * self.per_epoch
+        return self.distill_fixed + iterations * self.per_iteration + networks * network
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours >= 1 else f"{seconds / 60:.0f} min"
+
+
+def paper_designs(recipe: Recipe, runs: list[MeasuredRun]) -> list[Design]:
+    """The designs of ``recipe``'s current version on the paper protocol, most complete
+    first."""
+    mine = [
+        r
+        for r in runs
+        if r.recipe == recipe.name
+        and r.recipe_version == str(recipe.version)
+        and r.budget == "paper"
+        and not r.overrides
+        and not r.submitted
+        and r.dataset in ("", recipe.dataset)
+    ]
+    return sorted(pool_designs(mine), key=lambda d: (-len(d.sets), d.key[1]))
+
+
+def _ledger_rates(design: Design | None, gpu: bool) -> float | None:
+    """Median compute seconds per set of the design's sets made on a GPU (``gpu``) or a CPU,
+    from their records (distillation + evaluation seconds, else wall time)."""
+    if design is None:
+        return None
+    seconds = []
+    for run in design.runs:
+        for record in run.set_records:
+            if record.hardware.startswith("cuda") != gpu:
+                continue
+            if record.distill_s is not None and record.evaluate_s is not None:
+                seconds.append(record.distill_s + record.evaluate_s)
+            elif record.wall_s is not None:
+                seconds.append(record.wall_s)
+    return statistics.median(seconds) if seconds else None
+
+
+def read_rates(folder: Path) -> dict[str, dict[str, dict]]:
+    """``{cpu model: {recipe: Rates fields}}`` from ``folder/plan-rates.json`` (empty if none)."""
+    path = folder / RATES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def plan_rows(
+    names: list[str], ledger: Path, rates_folder: Path, machine: str | None = None
+) -> list[list[str]]:
+    """The plan's rows for the recipes ``names`` (groups expanded): recipe, published, paper
+    sets done, missing, seconds per set on this machine and for the rest, per set on a GPU,
+    and the basis of the estimate. ``machine``: the CPU model whose measured rates are used
+    (default: this machine's)."""
+    runs = read_ledger(ledger)
+    measured = read_rates(rates_folder).get(machine or cpu_name(), {})
+    rows = []
+    for recipe in recipes_of(names):
+        if recipe.published is None:
+            continue
+        config = resolve(recipe, "paper", 0)
+        designs = paper_designs(recipe, runs)
+        best = designs[0] if designs else None
+        size = config.eval.num_exp
+        done = sorted(best.sets) if best else []
+        missing = [i for i in range(size) if i not in done]
+        here = _ledger_rates(best, gpu=False)
+        basis = f"{len(done)} paper set(s) of this recipe (ledger)" if here else ""
+        if here is None and recipe.name in measured:
+            rates = Rates(**measured[recipe.name])
+            here, basis = rates.per_set(config), rates.basis
+        gpu = _ledger_rates(best, gpu=True)
+        cores = os.cpu_count() or 1
+        rest = None if here is None else here * math.ceil(len(missing) / cores)
+        rows.append(
+            [
+                recipe.name,
+                f"{recipe.published.mean}",
+                f"{len(done)} of {size}",
+                ", ".join(map(str, missing)) or "none",
+                _duration(here),
+                _duration(rest) if missing else "—",
+                _duration(gpu),
+                basis or "not measured (plan --measure)",
+            ]
+        )
+    return rows
+
+
+PLAN_HEADERS = (
+    "recipe",
+    "published (%)",
+    "paper sets done",
+    "missing sets",
+    "per set, 1 core",
+    "rest, one set per core",
+    "per set, GPU",
+    "basis",
+)
+
+
+def recipes_of(names: list[str]) -> list[Recipe]:
+    """The recipes ``names`` name, groups expanded into their members."""
+    found = []
+    for name in names:
+        recipe = load_recipe(name)
+        if isinstance(recipe, RecipeGroup):
+            found += recipes_of(list(recipe.members))
+        else:
+            found.append(recipe)
+    return found
+
+
+def _stand_in(card: Any, split: str) -> Any:
+    """Random images of the card's shape and split size, labels cycling through the classes:
+    the same work for every method here (no step depends on pixel values' meaning)."""
+    from bench.data.real import RealSet
+
+    count = card.splits[split]
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn((count, card.channels, *card.image_size), generator=generator)
+    labels = torch.arange(count) % card.num_classes
+    return RealSet(images, labels, card)
+
+
+def measure(recipe: Recipe, data_root: Path, iterations: int = 3, epochs=(4, 12)) -> Rates:
+    """Time ``recipe``'s paper configuration on this machine's CPU in one thread (paper sets
+    on a small machine run one per core): ``iterations`` outer iterations (the first is
+    warm-up) and evaluations of one network for 1 (warm-up), ``epochs[0]`` and ``epochs[1]``
+    epochs, on the recipe's data or, where it is not there, stand-in data of its shape.
+
+    Raises:
+        UserError: the method cannot run here (e.g. MTT without expert trajectories).
+    """
+    from bench.data.real import load_card, load_real
+    from bench.evaluation.evaluate import evaluate_synthetic_set
+
+    torch.set_num_threads(1)
+    method = load_method(recipe.method)
+    distilled = method.kind is Kind.DISTILLED
+    overrides = {"method": {"iterations": str(iterations)}} if distilled else {}
+    device = torch.device("cpu")
+    config = with_long_run_speed(resolve(recipe, "paper", 0, overrides), method.long_run_speed)
+    card = load_card(config.dataset)
+    try:
+        train, test = (load_real(card, data_root, split) for split in ("train", "test"))
+        data = "real data"
+    except UserError:
+        train, test = _stand_in(card, "train"), _stand_in(card, "test")
+        data = "stand-in data of the same shape"
+    if method.preflight is not None:
+        method.preflight(config.method_config)
+    if method.prepare_real is not None:
+        train, test = method.prepare_real(train, test, config.method_config)
+    stamps = [time.perf_counter()]
+    synset = method.distill(
+        train,
+        config.ipc,
+        config.method_config,
+        0,
+        device,
+        after_iteration=lambda it, metrics, state: stamps.append(time.perf_counter()),
+    )
+    total = time.perf_counter() - stamps[0]
+    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    per_iteration = statistics.median(steps[1:]) if distilled and len(steps) > 1 else 0.0
+    distill_fixed = total - iterations * per_iteration if distilled else total
+    seconds = {}
+    for count in (1, *epochs):
+        protocol = dataclasses.replace(
+            config.eval, num_eval=1, models=config.eval.models[:1], epochs=count
+        )
+        started = time.perf_counter()
+        evaluate_synthetic_set(synset, test, protocol, 0, device)
+        seconds[count] = time.perf_counter() - started
+    per_epoch = (seconds[epochs[1]] - seconds[epochs[0]]) / (epochs[1] - epochs[0])
+    network_fixed = max(0.0, seconds[epochs[0]] - (epochs[0] + 1) * per_epoch)
+    what = f"{iterations - 1} outer iteration(s) after a warm-up, " if distilled else ""
+    return Rates(
+        per_iteration,
+        max(0.0, distill_fixed),
+        per_epoch,
+        network_fixed,
+        f"measured ({what}networks of {epochs[0]} and {epochs[1]} epochs; {data}; "
+        f"1 thread, {cpu_name()}; commit {git_commit()[:12]}; "
+        f"{time.strftime('%Y-%m-%d')})",
+    )
+
+
+def record_rates(folder: Path, recipe: str, rates: Rates) -> Path:
+    """Add ``rates`` of ``recipe`` on this machine's CPU model to ``folder/plan-rates.json``
+    (written atomically; other machines' and recipes' entries kept)."""
+    path = folder / RATES_FILE
+    content = read_rates(folder)
+    content.setdefault(cpu_name(), {})[recipe] = dataclasses.asdict(rates)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, (json.dumps(content, indent=2, sort_keys=True) + "\n").encode())
+    return path
+
+
+def render_plan(rows: list[list[str]], fmt: str = "github") -> str:
+    """The plan as a table (``github`` Markdown or ``plain``)."""
+    return tabulate(rows, headers=PLAN_HEADERS, tablefmt=fmt, disable_numparse=True)

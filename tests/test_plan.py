@@ -1,0 +1,102 @@
+"""``python -m bench plan``: paper sets done and missing per published cell, and the compute the
+rest needs from measured rates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.cli import main
+from bench.reports.plan import Rates, measure, plan_rows, read_rates, record_rates
+from bench.spec.recipes import load_recipe, resolve
+
+
+def _record(folder, run_id, indices, seed=0, budget="paper", sets=None, seconds=(600.0, 300.0)):
+    """A ledger record of a shard of gm-mnist-ipc1 as ``bench leaderboard --ingest`` writes it."""
+    sets = sets or [[91.0, 92.0] for _ in indices]
+    record = {
+        "run_id": run_id,
+        "start_time_ms": len(list(folder.glob("*.json"))),
+        "tags": {
+            "recipe": "gm-mnist-ipc1",
+            "recipe_version": "1",
+            "budget": budget,
+            "dataset": "mnist",
+            "dataset_name": "MNIST",
+            "eval_models": "ConvNet",
+            "comparable": "true",
+            "seed": str(seed),
+        },
+        "params": {},
+        "metrics": {"eval/ConvNet/acc": 91.5, "eval/ConvNet/n": 2 * len(indices)},
+        "statistic": "final",
+        "sets": sets,
+        "final_sets": sets,
+        "set_indices": indices,
+        "design": {"protocol_hash": "p", "seed": seed, "num_exp": 5},
+        "set_records": [
+            {
+                "index": i,
+                "sha256": f"{i:064d}",
+                "hardware": "cpu: 1 threads, Test CPU",
+                "distill_s": seconds[0],
+                "evaluate_s": seconds[1],
+            }
+            for i in indices
+        ],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{run_id}.json").write_text(json.dumps(record))
+
+
+def test_rates_give_a_paper_set_by_hand():
+    config = resolve(load_recipe("gm-mnist-ipc1"), "paper", 0)
+    rates = Rates(
+        per_iteration=10.0, distill_fixed=6.0, per_epoch=0.06, network_fixed=10.0, basis="x"
+    )
+    # 6 + 1000 x 10 + 20 networks x (10 + 1001 epochs x 0.06)
+    assert rates.per_set(config) == pytest.approx(6 + 10_000 + 20 * (10 + 1001 * 0.06))
+
+
+def test_plan_counts_the_sets_of_the_most_complete_paper_design(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    _record(runs, "a", [0])
+    _record(runs, "b", [2, 3])
+    _record(runs, "c", [0], seed=1)  # another design, less complete
+    _record(runs, "d", [1, 4], budget="smoke")  # not the paper's protocol
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    (row,) = plan_rows(["gm-mnist-ipc1"], runs, tmp_path / "benchmarks", "Test CPU")
+    assert row[:4] == ["gm-mnist-ipc1", "91.7", "3 of 5", "1, 4"]
+    # 900 s per set from the ledger's records; 2 missing sets, one per core: 900 s
+    assert row[4:7] == ["15 min", "15 min", "—"]
+    assert row[7] == "3 paper set(s) of this recipe (ledger)"
+
+
+def test_plan_uses_measured_rates_where_the_ledger_has_no_paper_set(tmp_path, monkeypatch):
+    rates = Rates(9.0, 6.0, 0.06, 10.0, "measured (by hand)")
+    monkeypatch.setattr("bench.reports.plan.cpu_name", lambda: "Test CPU")
+    record_rates(tmp_path / "benchmarks", "gm-mnist-ipc1", rates)
+    assert read_rates(tmp_path / "benchmarks")["Test CPU"]["gm-mnist-ipc1"]["per_iteration"] == 9
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    (row,) = plan_rows(["gm-mnist-ipc1"], tmp_path / "runs", tmp_path / "benchmarks")
+    per_set = 6 + 9_000 + 20 * (10 + 1001 * 0.06)  # 10,407 s
+    assert row[2:5] == ["0 of 5", "0, 1, 2, 3, 4", f"{per_set / 3600:.1f} h"]
+    assert row[5] == f"{3 * per_set / 3600:.1f} h"  # 5 sets, 2 at a time: 3 rounds
+    assert row[7] == "measured (by hand)"
+
+
+def test_plan_cli_lists_every_member_of_a_group(tmp_path, capsys):
+    assert main(["plan", "gm-mnist", "--ledger", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("gm-mnist-ipc1", "gm-mnist-ipc10", "gm-mnist-ipc50"):
+        assert f"| {name} " in out
+    assert "not measured (plan --measure)" in out
+
+
+@pytest.mark.slow
+def test_measure_times_the_paper_configuration(data_root):
+    rates = measure(load_recipe("random-mnist-ipc1"), data_root, epochs=(2, 4))
+    assert rates.per_iteration == 0  # a coreset has no outer loop
+    assert rates.per_epoch > 0 and rates.network_fixed >= 0
+    assert "real data; 1 thread" in rates.basis
