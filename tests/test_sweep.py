@@ -3,6 +3,7 @@ missing, failed tasks are retried from their run, and Ray with a tracking server
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -68,6 +69,34 @@ def test_local_sweep_with_four_workers_on_sqlite_loses_no_run(tmp_path, data_roo
     )
     again = run_sweep(*args, "--workers", "4")
     assert again.returncode == 0 and "4 already FINISHED (skipped)" in again.stdout
+
+
+def test_per_set_sweep_runs_one_shard_per_set_and_the_full_runs_sets(tmp_path, data_root):
+    """``--per-set``: one task per synthetic set, each a shard with the full run's seeds (the
+    same set files as ``reproduce`` in one go); a second sweep skips them all."""
+    args = sweep_args(data_root, tmp_path, "gm-mnist-ipc1", "--per-set", "--workers", "2")
+    args += ["--set", "eval.num_exp=2"]  # after TINY's eval.num_exp=1: the last one wins
+    result = run_sweep(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 new" in result.stdout
+    runs = parent_runs(f"sqlite:///{tmp_path}/mlflow.db", tmp_path)
+    assert sorted(r.data.tags["sets"] for r in runs) == ["0", "1"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert "2 already FINISHED (skipped)" in run_sweep(*args).stdout
+    whole = tmp_path / "whole"
+    reproduce = [sys.executable, "-m", "bench", "reproduce", "gm-mnist-ipc1"]
+    reproduce += ["--data-root", str(data_root), "--out", str(whole), "--device", "cpu"]
+    for item in [*TINY, "eval.num_exp=2"]:
+        reproduce += ["--set", item]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # as the sweep's tasks (--threads 1)
+    done = subprocess.run(reproduce, cwd=REPO_ROOT, env=env, capture_output=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    digests = {}
+    for folder in [*(tmp_path / "sets").glob("*/set*"), *(whole / "sets").glob("*/set*")]:
+        data = (folder / "synthetic_set.safetensors").read_bytes()
+        digests.setdefault(folder.name, set()).add(hashlib.sha256(data).hexdigest())
+    assert sorted(digests) == ["set0", "set1"]
+    assert all(len(found) == 1 for found in digests.values())  # byte-identical
 
 
 def test_killed_sweep_resumes_only_what_is_missing(tmp_path, data_root):

@@ -13,11 +13,16 @@ The tasks run on an existing engine, never a scheduler of this project's own:
 All tasks log to one tracking store. A SQLite store is safe for a local sweep (``Tracker``
 serialises its writers); a cluster needs a server.
 
-Resuming: a task is identified in the store by its recipe and resolved-config hash (which
-includes the seed). Before running, a sweep skips every task with a FINISHED run, continues the
-newest unfinished run (FAILED, or RUNNING because its sweep was killed) with ``--resume`` from
-its checkpoints, and starts the rest. A task that fails is retried the same way, ``--retries``
-times. Do not run two sweeps of the same tasks against one store at the same time.
+With ``--per-set`` every synthetic set of a run is a task of its own (``reproduce --sets i``,
+with the seeds the whole run gives that set): a paper design of 5 sets runs on 5 workers at once,
+and ``bench leaderboard --ingest`` pools the shards into the design.
+
+Resuming: a task is identified in the store by its recipe, resolved-config hash (which
+includes the seed) and sets. Before running, a sweep skips every task with a FINISHED run,
+continues the newest unfinished run (FAILED, or RUNNING because its sweep was killed) with
+``--resume`` from its checkpoints, and starts the rest. A task that fails is retried the same
+way, ``--retries`` times. Do not run two sweeps of the same tasks against one store at the
+same time.
 """
 
 from __future__ import annotations
@@ -40,7 +45,14 @@ from tqdm import tqdm
 from bench.core.config import parse_set_options
 from bench.core.errors import UserError
 from bench.core.paths import REPO_ROOT, include_path_env
-from bench.run.options import Location, RecipeOptions, RunOptions, option, reproduce_argv
+from bench.run.options import (
+    Location,
+    RecipeOptions,
+    RunOptions,
+    format_sets,
+    option,
+    reproduce_argv,
+)
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.recipes import Recipe, RecipeGroup, load_recipe, resolve
 
@@ -74,19 +86,30 @@ class SweepOptions(RecipeOptions, Location):
         0.0, "with --executor ray: GPUs reserved per task, e.g. 1 or 0.5 to share one by two"
     )
     retries: int = option(1, "times a failed task is continued from its checkpoints")
+    per_set: bool = option(
+        False,
+        "one task per synthetic set of each run (reproduce --sets i): the sets of a design run "
+        "at once on any workers, and the ledger pools them",
+    )
 
 
 @dataclass(frozen=True)
 class Task:
-    """One reproduction of a sweep: a recipe at one seed, and its resolved-config hash."""
+    """One reproduction of a sweep: a recipe at one seed, its resolved-config hash and the
+    synthetic sets it computes (``reproduce --sets``: all of the design's, or one with
+    ``--per-set``)."""
 
     recipe: str
     seed: int
     config_hash: str
+    sets: str
+    """``--sets`` SPEC of the task's sets (``0-4`` for a whole design of 5 sets)"""
+    shard: bool = False
+    """whether ``sets`` is a shard (passed as ``--sets``) rather than the whole design"""
 
     @property
     def name(self) -> str:
-        return f"{self.recipe} seed {self.seed}"
+        return f"{self.recipe} seed {self.seed}" + (f" set {self.sets}" if self.shard else "")
 
 
 @dataclass
@@ -125,19 +148,30 @@ def plan(options: SweepOptions) -> list[Task]:
             config = resolve(
                 recipe, options.budget, seed, set_options, options.dataset, options.eval_models
             )
-            tasks.append(Task(recipe.name, seed, config.config_hash()))
+            count = config.eval.num_exp
+            if options.per_set:
+                tasks += [
+                    Task(recipe.name, seed, config.config_hash(), str(i), True)
+                    for i in range(count)
+                ]
+            else:
+                tasks.append(
+                    Task(recipe.name, seed, config.config_hash(), format_sets(range(count)))
+                )
     return tasks
 
 
 def task_runs(tracker: Tracker, task: Task) -> list:
-    """The reproduction (parent) runs of ``task`` in the store, newest first."""
-    return tracker.client.search_runs(
+    """The reproduction (parent) runs of ``task`` in the store, newest first (runs from
+    before shards computed every set of their design)."""
+    runs = tracker.client.search_runs(
         [tracker.experiment_id],
         filter_string=(
             f"tags.recipe = '{task.recipe}' and tags.config_hash = '{task.config_hash}'"
         ),
         order_by=["attributes.start_time DESC"],
     )
+    return [r for r in runs if r.data.tags.get("sets", task.sets) == task.sets]
 
 
 def _state(tracker: Tracker, task: Task) -> tuple[str, str]:
@@ -158,7 +192,13 @@ def task_command(options: SweepOptions, task: Task, tracking_uri: str, resume: s
         if hasattr(options, f.name)
     }
     run = RunOptions(
-        **{**shared, "seed": task.seed, "tracking_uri": tracking_uri, "resume": resume or None}
+        **{
+            **shared,
+            "seed": task.seed,
+            "tracking_uri": tracking_uri,
+            "resume": resume or None,
+            "sets": task.sets if task.shard else None,
+        }
     )
     return [sys.executable, *reproduce_argv(task.recipe, run)]
 
@@ -339,7 +379,8 @@ def sweep(options: SweepOptions) -> list[Outcome]:
     def submit(task: Task, resume: str) -> None:
         outcome = outcomes[task]
         outcome.attempts += 1
-        outcome.log = logs / f"{task.recipe}-seed{task.seed}.log"
+        shard = f"-set{task.sets}" if task.shard else ""
+        outcome.log = logs / f"{task.recipe}-seed{task.seed}{shard}.log"
         started[task] = time.perf_counter()
         pending[executor.submit(task_command(options, task, uri, resume), outcome.log)] = task
 
@@ -383,10 +424,18 @@ def sweep(options: SweepOptions) -> list[Outcome]:
     print(
         tabulate(
             [
-                [o.task.recipe, o.task.seed, o.status, o.run_id, o.attempts, o.log or ""]
+                [
+                    o.task.recipe,
+                    o.task.seed,
+                    o.task.sets,
+                    o.status,
+                    o.run_id,
+                    o.attempts,
+                    o.log or "",
+                ]
                 for o in results
             ],
-            headers=["recipe", "seed", "status", "run", "attempts", "log"],
+            headers=["recipe", "seed", "sets", "status", "run", "attempts", "log"],
         )
     )
     return results
