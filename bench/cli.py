@@ -270,7 +270,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             if recipe.published is None:
                 continue
             try:
-                rates = measure(recipe, Path(args.data_root))
+                rates = measure(recipe, Path(args.data_root), args.iterations)
             except UserError as exc:
                 print(f"{recipe.name}: not measured ({exc})")
                 continue
@@ -486,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(LEADERBOARDS_DIR),
         help="leaderboard folder whose runs/ and benchmarks/ are read and written (default: "
         "the checkout's leaderboards/)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=3,
+        help="outer iterations --measure times, the first a warm-up (default: 3)",
     )
     p.add_argument(
         "--machine",

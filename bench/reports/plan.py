@@ -201,6 +201,8 @@ def measure(recipe: Recipe, data_root: Path, iterations: int = 3, epochs=(4, 12)
     from bench.data.real import load_card, load_real
     from bench.evaluation.evaluate import evaluate_synthetic_set
 
+    if iterations < 2:
+        raise UserError("--iterations must be at least 2 (the first is a warm-up)")
     torch.set_num_threads(1)
     method = load_method(recipe.method)
     distilled = method.kind is Kind.DISTILLED
