@@ -12,7 +12,11 @@ project: ``git clone`` it, or ``git archive`` a fetched copy). Its own code is r
 its ``main.py`` loop (with ``--num_eval 1``; the evaluation ``main.py`` starts with is skipped by
 replacing ``utils.evaluate_synset`` for that run, and each outer iteration is timed from one
 ``get_network`` call of its training loop to the next) and its ``utils.evaluate_synset`` and
-``utils.epoch('test', ...)``. ``--suite`` names checkouts of this suite (default: this one; give a
+``utils.epoch('test', ...)``. Each suite checkout is measured twice: with its defaults, and
+with the speed-only settings a paper run takes on a CPU (compiled matching and test pass; the
+compilation is left out of the timings, as a paper run pays it once). Every side's figures are
+also extrapolated to one paper set (1000 outer iterations, 20 networks of 1001 epochs).
+``--suite`` names checkouts of this suite (default: this one; give a
 ``git worktree`` of an earlier commit to compare before and after). The suite's side keeps
 freed memory as its CLI does (``bench.core.memory``, where the checkout has it); the reference
 is measured as it is and, as a second side, with the same allocator setting. Every measurement
@@ -100,7 +104,7 @@ from bench.data.real import load_card, load_real
 from methods.gm import GMConfig, distill
 real = load_real(load_card("mnist"), Path(DATA), "train")
 stamps = []
-distill(real, 1, GMConfig(iterations=ITERATIONS), seed=0, device=torch.device("cpu"),
+distill(real, 1, GMConfig(iterations=ITERATIONS, **SPEED), seed=0, device=torch.device("cpu"),
         after_iteration=lambda *_: stamps.append(time.perf_counter()))
 gaps = [b - a for a, b in zip(stamps[:-1], stamps[1:])]
 print("RESULT", json.dumps({"seconds_per_outer_iteration": gaps}))
@@ -122,12 +126,16 @@ test = load_real(card, Path(DATA), "test")
 cpu = torch.device("cpu")
 synset = SyntheticSet(torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
                       torch.arange(10), "noise", "mnist", 1, 0, "")
-protocol = EvalProtocol(augmentation="dc", epochs=EPOCHS - 1)
+protocol = EvalProtocol(augmentation="dc", epochs=EPOCHS - 1, **EVAL_SPEED)
+fast = protocol.compile_test
+if fast:  # compiled once per process: a paper run's 20 networks pay it once, not 20 times
+    test_accuracy(train_on_synthetic("ConvNet", synset, card, protocol, 1, cpu), test,
+                  protocol.batch_test, cpu, fast=True)
 start = time.perf_counter()
 net = train_on_synthetic("ConvNet", synset, card, protocol, 0, cpu)
 train_s = time.perf_counter() - start
 start = time.perf_counter()
-test_accuracy(net, test, protocol.batch_test, cpu)  # the suite's default test pass
+test_accuracy(net, test, protocol.batch_test, cpu, fast=fast)  # the suite's test pass
 test_s = time.perf_counter() - start
 print("RESULT", json.dumps({"train_s": train_s, "test_pass_s": test_s}))
 """
@@ -148,16 +156,25 @@ def _measure(code: str, cwd: Path, pythonpath: str, **constants) -> dict:
     return {**json.loads(line.removeprefix("RESULT ")), "load_average_1min": load}
 
 
-def _medians(rounds: list[dict]) -> dict:
+PAPER_SPEED = " paper settings"
+"""suffix of a suite side run with the speed-only settings of a paper run on a CPU
+(``bench.spec.recipes.with_long_run_speed``: DC's compiled matching, the compiled test pass)"""
+
+
+def _medians(rounds: list[dict], epochs: int) -> dict:
     """Median seconds per outer iteration (over every timed iteration of every round), training
-    and test-pass seconds (over rounds)."""
-    return {
+    and test-pass seconds (over rounds), and one paper set extrapolated from them: 1000 outer
+    iterations and 20 networks of 1001 epochs (``epochs`` were timed) with a test pass each."""
+    medians = {
         "seconds_per_outer_iteration": statistics.median(
             s for r in rounds for s in r["loop"]["seconds_per_outer_iteration"]
         ),
         "eval_train_s": statistics.median(r["evaluation"]["train_s"] for r in rounds),
         "test_pass_s": statistics.median(r["evaluation"]["test_pass_s"] for r in rounds),
     }
+    network = medians["eval_train_s"] * 1001 / epochs + medians["test_pass_s"]
+    medians["paper_set_s"] = 1000 * medians["seconds_per_outer_iteration"] + 20 * network
+    return medians
 
 
 def main() -> None:
@@ -178,6 +195,7 @@ def main() -> None:
         "reference": reference,
         "reference, freed memory kept": reference,
         **{str(p.resolve()): p.resolve() for p in args.suite},
+        **{str(p.resolve()) + PAPER_SPEED: p.resolve() for p in args.suite},
     }
     rounds: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as work:
@@ -206,15 +224,20 @@ def main() -> None:
                         REFERENCE_EVALUATION, work, pythonpath, EPOCHS=args.epochs, **common
                     )
                 else:
+                    paper = name.endswith(PAPER_SPEED)
                     common = {"DATA": str(data_root), "KEEP": True}
+                    speed = {"compile": True} if paper else {}
                     loop = _measure(
-                        SUITE_LOOP, path, str(path), ITERATIONS=args.iterations, **common
+                        SUITE_LOOP, path, str(path), ITERATIONS=args.iterations, SPEED=speed,
+                        **common,
                     )
                     evaluation = _measure(
-                        SUITE_EVALUATION, path, str(path), EPOCHS=args.epochs, **common
+                        SUITE_EVALUATION, path, str(path), EPOCHS=args.epochs,
+                        EVAL_SPEED={"compile_test": True} if paper else {}, **common,
                     )
                 rounds[name].append({"loop": loop, "evaluation": evaluation})
-                print(f"round {r + 1} {name}: {json.dumps(_medians(rounds[name][-1:]))}")
+                figures = _medians(rounds[name][-1:], args.epochs)
+                print(f"round {r + 1} {name}: {json.dumps(figures)}")
     commits = {
         name: subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True
@@ -237,7 +260,7 @@ def main() -> None:
             "eval_augmentation": "dc",
             "torch_threads": torch.get_num_threads(),
         },
-        medians={name: _medians(r) for name, r in rounds.items()},
+        medians={name: _medians(r, args.epochs) for name, r in rounds.items()},
         rounds=rounds,
     )
 

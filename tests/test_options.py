@@ -29,6 +29,7 @@ EVERYTHING = RunOptions(
     seed=7,
     resume="0123abcd",
     parallel_sets=3,
+    sets="0,2-3",
 )
 
 
@@ -77,7 +78,9 @@ def test_a_sweep_task_receives_the_sweeps_options_and_its_own_seed():
         checkpoint_every=5,
         workers=2,
     )
-    command = task_command(sweep, Task("gm-mnist-ipc1", 4, "hash"), "sqlite:///x.db", "run9")
+    command = task_command(
+        sweep, Task("gm-mnist-ipc1", 4, "hash", "protocol", "0-4"), "sqlite:///x.db", "run9"
+    )
     task = _parse(command[1:])
     assert task == RunOptions(
         data_root=Path("/data"),

@@ -17,12 +17,12 @@ With ``--per-set`` every synthetic set of a run is a task of its own (``reproduc
 with the seeds the whole run gives that set): a paper design of 5 sets runs on 5 workers at once,
 and ``bench leaderboard --ingest`` pools the shards into the design.
 
-Resuming: a task is identified in the store by its recipe, resolved-config hash (which
-includes the seed) and sets. Before running, a sweep skips every task with a FINISHED run,
-continues the newest unfinished run (FAILED, or RUNNING because its sweep was killed) with
-``--resume`` from its checkpoints, and starts the rest. A task that fails is retried the same
-way, ``--retries`` times. Do not run two sweeps of the same tasks against one store at the
-same time.
+Resuming: a task is identified in the store by its recipe, seed, protocol hash (the resolved
+config without speed-only settings) and sets. Before running, a sweep skips every task with a
+FINISHED run, continues the newest unfinished run (FAILED, or RUNNING because its sweep was
+killed) with ``--resume`` from its checkpoints, and starts the rest. A task that fails is
+retried the same way, ``--retries`` times. Do not run two sweeps of the same tasks against one
+store at the same time.
 """
 
 from __future__ import annotations
@@ -102,6 +102,9 @@ class Task:
     recipe: str
     seed: int
     config_hash: str
+    protocol_hash: str
+    """``RunConfig.protocol_hash``: a run with it computed this task whatever its speed-only
+    settings (a paper run on a CPU adds some, ``with_long_run_speed``)"""
     sets: str
     """``--sets`` SPEC of the task's sets (``0-4`` for a whole design of 5 sets)"""
     shard: bool = False
@@ -148,30 +151,36 @@ def plan(options: SweepOptions) -> list[Task]:
             config = resolve(
                 recipe, options.budget, seed, set_options, options.dataset, options.eval_models
             )
-            count = config.eval.num_exp
+            count, hashes = config.eval.num_exp, (config.config_hash(), config.protocol_hash())
             if options.per_set:
-                tasks += [
-                    Task(recipe.name, seed, config.config_hash(), str(i), True)
-                    for i in range(count)
-                ]
+                tasks += [Task(recipe.name, seed, *hashes, str(i), True) for i in range(count)]
             else:
-                tasks.append(
-                    Task(recipe.name, seed, config.config_hash(), format_sets(range(count)))
-                )
+                tasks.append(Task(recipe.name, seed, *hashes, format_sets(range(count))))
     return tasks
 
 
 def task_runs(tracker: Tracker, task: Task) -> list:
-    """The reproduction (parent) runs of ``task`` in the store, newest first (runs from
-    before shards computed every set of their design)."""
+    """The reproduction (parent) runs of ``task`` in the store, newest first: same protocol
+    hash (runs from before protocol hashes: same config hash), seed and sets (runs from before
+    shards computed every set of their design)."""
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=(
-            f"tags.recipe = '{task.recipe}' and tags.config_hash = '{task.config_hash}'"
-        ),
+        filter_string=f"tags.recipe = '{task.recipe}' and tags.seed = '{task.seed}'",
         order_by=["attributes.start_time DESC"],
     )
-    return [r for r in runs if r.data.tags.get("sets", task.sets) == task.sets]
+
+    def same(tags: dict) -> bool:
+        if "protocol_hash" in tags:
+            return tags["protocol_hash"] == task.protocol_hash
+        return tags.get("config_hash") == task.config_hash
+
+    return [
+        r
+        for r in runs
+        if "mlflow.parentRunId" not in r.data.tags
+        and same(r.data.tags)
+        and r.data.tags.get("sets", task.sets) == task.sets
+    ]
 
 
 def _state(tracker: Tracker, task: Task) -> tuple[str, str]:
