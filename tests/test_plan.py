@@ -96,7 +96,7 @@ def test_plan_cli_lists_every_member_of_a_group(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_measure_times_the_paper_configuration(data_root):
-    rates = measure(load_recipe("random-mnist-ipc1"), data_root, epochs=(2, 4))
+    rates = measure(load_recipe("random-mnist-ipc1"), data_root, epochs=5)
     assert rates.per_iteration == 0  # a coreset has no outer loop
-    assert rates.per_epoch > 0 and rates.network_fixed >= 0
+    assert rates.per_epoch > 0 and rates.network_fixed > 0
     assert "real data; 1 thread" in rates.basis
