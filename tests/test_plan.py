@@ -100,3 +100,15 @@ def test_measure_times_the_paper_configuration(data_root):
     assert rates.per_iteration == 0  # a coreset has no outer loop
     assert rates.per_epoch > 0 and rates.network_fixed > 0
     assert "real data; 1 thread" in rates.basis
+
+
+def test_the_readmes_plan_is_current():
+    """README.md's plan table is ``bench plan dc-table1`` from the committed ledger and rates
+    (rewrite it with ``python scripts/readme_plan.py``)."""
+    import runpy
+
+    from bench.core.paths import REPO_ROOT
+
+    script = runpy.run_path(str(REPO_ROOT / "scripts" / "readme_plan.py"))
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert script["START"] + script["readme_plan"]() + script["END"] in readme

@@ -190,3 +190,35 @@ def test_a_conflicting_duplicate_set_is_reported_and_not_pooled(design, tmp_path
         f"conflict: set 1 (seed 0) measured with different files by {full[0].info.run_id}, "
         f"{second}; not pooled" in verdict
     )
+
+
+@pytest.mark.slow
+def test_a_paper_shards_set_file_is_committed_beside_its_record(tmp_path, data_root):
+    """At the paper budget the ledger keeps every set's file (``runs/<id>/set<i>.safetensors``)
+    with its hash, machine and seconds, and ``bench evaluate`` reads it back."""
+    from bench.core.hashing import sha256_file
+    from bench.data.formats import read_set_file
+    from bench.data.real import load_card
+    from bench.reports.leaderboard import write_leaderboards
+
+    out = tmp_path / "store"
+    tracker, (run,) = _reproduce(
+        data_root,
+        out,
+        *("--budget", "paper", "--sets", "1"),
+        *("--set", "method.compile=false", "--set", "eval.compile_test=false"),
+    )
+    boards = tmp_path / "boards"
+    write_leaderboards(tracker, boards)
+    record = json.loads((boards / "runs" / f"{run.info.run_id}.json").read_text())
+    assert record["set_indices"] == [1] and record["design"]["num_exp"] == 3
+    (entry,) = record["set_records"]
+    assert entry["file"] == f"{run.info.run_id}/set1.safetensors"
+    assert entry["distill_s"] > 0 and entry["evaluate_s"] > 0
+    assert entry["hardware"].startswith("cpu: ") and entry["commit"]
+    committed = boards / "runs" / entry["file"]
+    assert sha256_file(committed) == entry["sha256"] == _set_files(out, [run])[1]
+    (found,) = read_set_file(committed, load_card("mnist"))
+    assert found.synset.images.shape == (10, 1, 28, 28)
+    cell = _cell(boards)
+    assert cell[HEADERS.index("verdict")].startswith("in progress: 1 of 3 sets, paper protocol")

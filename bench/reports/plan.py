@@ -276,6 +276,9 @@ def record_rates(folder: Path, recipe: str, rates: Rates) -> Path:
     return path
 
 
-def render_plan(rows: list[list[str]], fmt: str = "github") -> str:
-    """The plan as a table (``github`` Markdown or ``plain``)."""
-    return tabulate(rows, headers=PLAN_HEADERS, tablefmt=fmt, disable_numparse=True)
+def render_plan(rows: list[list[str]], basis: bool = True) -> str:
+    """The plan as a Markdown table; ``basis=False`` leaves out the column saying how each
+    estimate was measured (the README states it once above its table)."""
+    headers = PLAN_HEADERS if basis else PLAN_HEADERS[:-1]
+    rows = rows if basis else [r[:-1] for r in rows]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
