@@ -85,7 +85,8 @@ def _list_power() -> int:
             ev = resolve(recipe, budget, seed=0).eval
             figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
             rep = "never" if figure.reproduced_up_to is None else f"{figure.reproduced_up_to:.2f}"
-            missed = "never" if figure.missed_up_to is None else f"{figure.missed_up_to:.2f}"
+            beyond = figure.not_reproduced_from
+            missed = "never" if beyond is None else f"{beyond:.2f}"
             if figure.why:
                 rep = missed = "n/a"
             rows.append(
@@ -110,7 +111,7 @@ def _list_power() -> int:
         "sets x nets",
         "margin",
         "reproduced if |Δ| ≤",
-        "|Δ| uncalled up to",
+        "not reproduced if |Δ| ≥",
         "assumption / why not",
     ]
     print(tabulate(rows, headers=headers, disable_numparse=True))

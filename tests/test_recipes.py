@@ -164,3 +164,23 @@ def test_channels_last_and_compile_are_speed_only_but_bf16_is_off_protocol():
     assert resolve(recipe, "paper", 0, fast).off_protocol() == []
     bf16 = resolve(recipe, "paper", 0, {"method": {"precision": "bf16"}})
     assert bf16.off_protocol() == ["overrides: method.precision=bf16"]
+
+
+def test_a_verdict_off_the_protocol_names_every_reason():
+    """Budget, data copy and each override that changes results; never a speed-only one."""
+    from bench.evaluation.stats import Published, verdict
+
+    recipe = load_recipe("gm-cifar10-ipc1")
+    options = {
+        "method": {"lr_img": "0.2", "compile": "true", "batch_real": "8"},
+        "eval": {"epochs": "3", "networks_per_batch": "2"},
+    }
+    config = resolve(recipe, "smoke", 0, options, dataset="cifar10-jpeg")
+    reasons = config.off_protocol()
+    assert reasons == [
+        "budget=smoke",
+        "overrides: eval.epochs=3, method.batch_real=8, method.lr_img=0.2",
+        "data: cifar10-jpeg, not the original cifar10",
+    ]
+    judged = verdict([[30.0, 31.0]], Published(28.3, 0.7, 100, "x", 5, 20), 1.0, 0.05, reasons)
+    assert judged.verdict == f"not comparable ({'; '.join(reasons)})"
