@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from safetensors.torch import save_file
 
 from bench.core.config import require_learning_rates, require_positive
 from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
-from bench.core.hashing import sha256_file
+from bench.core.hashing import atomic_target, sha256_file, write_atomic
 from bench.core.seeds import derive_seed
 from bench.data.preprocess import Preprocessing, check_preprocessing
 from bench.data.real import RealSet
@@ -133,9 +132,7 @@ def trajectory_folder(experts_dir: str | Path, config: ExpertConfig) -> Path:
 
 
 def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(content, indent=2))
 
 
 def _subset(real: RealSet, per_class: int | None) -> RealSet:
@@ -282,17 +279,18 @@ def generate_experts(
                 optimizer.step()
                 total, count = total + loss.item() * len(y), count + len(y)
             trajectory.append([p.detach().cpu().clone() for p in net.parameters()])
-            tmp = partial.with_suffix(".tmp")
-            torch.save(
-                {"seed": seed, "trajectory": trajectory, "optimizer": optimizer.state_dict()}, tmp
-            )
-            os.replace(tmp, partial)
+            with atomic_target(partial) as tmp:
+                torch.save(
+                    {"seed": seed, "trajectory": trajectory, "optimizer": optimizer.state_dict()},
+                    tmp,
+                )
             if progress is not None:
                 progress(index, epoch, total / count)
         file = folder / f"expert_{index:04d}.safetensors"
         names = [n for n, _ in net.named_parameters()]
         stacked = {n: torch.stack([step[i] for step in trajectory]) for i, n in enumerate(names)}
-        save_file(stacked, str(file))
+        with atomic_target(file) as tmp:
+            save_file(stacked, str(tmp))
         manifest["experts"].append(
             {
                 "index": index,

@@ -48,6 +48,7 @@ from tabulate import tabulate
 from bench.core.config import speed_only_fields
 from bench.core.device import pick_device
 from bench.core.errors import UserError
+from bench.core.hashing import write_atomic
 from bench.core.provenance import git_commit, hardware, package_versions
 from bench.data.real import load_card, load_real
 from bench.data.synthetic import SyntheticSet
@@ -437,7 +438,7 @@ def run_benchmark(
         )
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"gm-{report['commit'][:12]}.json"
-    path.write_text(json.dumps(report, indent=2))
+    write_atomic(path, json.dumps(report, indent=2))
     print(f"written to {path}")
     return report
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.core.hashing import atomic_target
+
 GRID = (1, 28, 28)
 """the occupancy grid of point-cloud MNIST: (depth, height, width)"""
 
@@ -143,6 +145,7 @@ def save_point_cloud_render(
     for r, name in enumerate(("start", "end", "image")):
         axes[r, 0].set_ylabel(name, fontsize=8)
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=110)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path

@@ -57,7 +57,8 @@ def arm(kind: str, n: int) -> None:
             index = calls[0]
             calls[0] += 1
             if index == n:
-                with open(path.with_name(path.name + ".tmp"), "wb") as handle:
+                partial = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+                with open(partial, "wb") as handle:  # where write_atomic writes first
                     handle.write(data[: len(data) // 2])
                 die()
             return write(path, data)

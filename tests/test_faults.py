@@ -489,3 +489,22 @@ def test_a_tracking_store_lost_mid_run_loses_nothing(reference, tmp_path, data_r
     assert sha256(set_file) == reference[2]
     losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
     assert sorted(m.step for m in losses) == [0, 1, 2, 3]
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    """Every file the suite writes goes through ``write_atomic``/``atomic_target``: a write
+    that fails (here a full disk) leaves the previous file whole and no temporary file."""
+    from bench.core.hashing import atomic_target, write_atomic
+
+    path = tmp_path / "record.json"
+    write_atomic(path, "previous")
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_target(path) as tmp:
+            tmp.write_text("half of the new")
+            raise OSError(28, "No space left on device")
+    assert path.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]
+    write_atomic(path, "new")
+    assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "record.json"
+    ]

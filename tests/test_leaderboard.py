@@ -217,3 +217,18 @@ def test_a_submitted_set_gets_its_own_row_beside_the_suites_and_is_never_pooled(
     assert theirs[HEADERS.index("runs")] == submitted
     assert theirs[HEADERS.index("reproduced (%)")].startswith("51.00")
     assert "1 of 1 comparable cell(s) reproduced" in (out / "dc-table1.md").read_text()
+
+
+def test_a_damaged_record_is_named_and_left_out(tmp_path, capsys):
+    """A record cut short (a kill mid-write before records were written atomically) does not
+    stop the leaderboards: one line names it and the fix, every other cell is built."""
+    out = tmp_path / "leaderboards"
+    shutil.copytree(LEADERBOARDS_DIR, out)
+    damaged = sorted((out / "runs").glob("*.json"))[0]
+    damaged.write_text(damaged.read_text()[:100])
+    write_leaderboards(None, out)
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("warning:")]
+    assert f"ledger record {damaged} is damaged (JSONDecodeError" in line
+    assert f"git checkout -- {damaged}" in line
+    for name in ("mtt.md", "gtn.md", "pc-gm-report.md"):
+        assert (out / name).is_file()

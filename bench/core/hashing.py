@@ -8,8 +8,10 @@ files without the suite).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 SUMS = "SHA256SUMS"
@@ -30,15 +32,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file renamed over it (``os.replace``), so
-    that a kill mid-write leaves the previous file, never a truncated one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through a temporary file in the same folder,
+    flushed to disk and renamed over it (``os.replace``), so that a kill or a full disk
+    mid-write leaves the previous file, never a truncated one; the temporary file is removed if
+    the write fails."""
+    with atomic_target(Path(path)) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix, so libraries that read the format from
+    it still can) for a library to write to (``savefig``, ``save_file``); when the block ends
+    it is flushed to disk and renamed over ``path``, and on any error it is removed and
+    ``path`` left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def record_sha256(path: Path) -> str:

@@ -40,7 +40,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from bench.core.errors import ShapeError, UserError
-from bench.core.hashing import sha256_bytes, write_atomic
+from bench.core.hashing import atomic_target, sha256_bytes, write_atomic
 from bench.data.real import DatasetCard
 
 FORMAT = "distillbench.synthetic_set/1"
@@ -231,6 +231,7 @@ def save_grid(pixels: torch.Tensor, labels: torch.Tensor, card: DatasetCard, pat
                     vmax=1.0,
                 )
     fig.tight_layout(pad=0.2)
-    fig.savefig(path, dpi=100)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return path

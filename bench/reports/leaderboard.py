@@ -26,7 +26,6 @@ copied on ingest; a method's other pictures add ``grids/<recipe>-<picture>.png``
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from bench.core.hashing import atomic_target, write_atomic
 from bench.data.synthetic import GRID
 from bench.evaluation.stats import (
     Verdict,
@@ -357,7 +357,8 @@ def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Pat
     axes[0][0].set_ylabel("reproduced accuracy (%)")
     fig.suptitle(f"{title}: smoke/reduced budgets are not the paper's protocol", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_target(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
 
@@ -377,7 +378,7 @@ def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -
                 local = tracker.download_artifact(child.info.run_id, artifact, Path(tmp))
                 dst = folder / f"{name}{suffix}.png"
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(local, dst)
+                write_atomic(dst, local.read_bytes())
             copied.append(dst)
     return copied
 
@@ -469,12 +470,13 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
                 + "".join(f"![{name}]({p.relative_to(out)})\n" for p in pictures)
                 for name, run, pictures in grids
             ]
-        (out / f"{board}.md").write_text("\n".join(markdown))
-        (out / f"{board}.tex").write_text(render_table(cells, HEADERS, "latex") + "\n")
+        write_atomic(out / f"{board}.md", "\n".join(markdown))
+        write_atomic(out / f"{board}.tex", render_table(cells, HEADERS, "latex") + "\n")
         written += [out / f"{board}.md", out / f"{board}.tex"]
         written += [p for p in [plot] if p]
         index.append(f"| [{board}]({board}.md) | {len(members)} | {measured_recipes} |")
-    (out / "README.md").write_text(
+    write_atomic(
+        out / "README.md",
         "\n".join(
             [
                 "# Leaderboards",
@@ -489,6 +491,6 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
                 *index,
                 "",
             ]
-        )
+        ),
     )
     return [out / "README.md", *written]

@@ -24,6 +24,7 @@ complete design is judged; an incomplete one shows its progress.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
@@ -49,7 +50,8 @@ class SetRecord:
     hardware: str = ""
     commit: str = ""
     distill_s: float | None = None
-    """compute seconds of its distillation (over every resume), where the run logged them"""
+    """wall-clock seconds its process spent distilling (summed over resumes, so without the time
+    between them; with any time the process was paused), where the run logged them"""
     evaluate_s: float | None = None
     wall_s: float | None = None
     """from the start to the end of its MLflow run (includes time waiting between resumes)"""
@@ -234,10 +236,21 @@ def pool_designs(runs: Iterable[MeasuredRun]) -> list[Design]:
 
 
 def read_ledger(folder: Path) -> list[MeasuredRun]:
-    """Every reproduction record in ``folder`` (``<run id>.json``), oldest first."""
+    """Every reproduction record in ``folder`` (``<run id>.json``), oldest first. A damaged
+    record (cut short by a kill before records were written atomically, or by a disk fault) is
+    named on stderr with the fix, in one line, and left out; the rest are read."""
     runs = []
     for path in sorted(folder.glob("*.json")):
-        run = MeasuredRun.from_record(json.loads(path.read_text()))
+        try:
+            run = MeasuredRun.from_record(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            print(
+                f"warning: ledger record {path} is damaged ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:80] if str(exc) else ''}); left out. Restore it "
+                f"with `git checkout -- {path}`, or delete it and ingest its run again",
+                file=sys.stderr,
+            )
+            continue
         if run is not None:
             runs.append(run)
     return sorted(runs, key=lambda r: (r.start_time, r.run_id))
@@ -307,15 +320,15 @@ def _set_records(tracker: Tracker, run, indices: list[int], folder: Path) -> lis
     """Per set of ``indices``: its file's hash, machine, commit and seconds (``SetRecord``);
     a ``paper``-budget run's set files are copied to ``folder`` (atomically)."""
     tags = run.data.tags
+    hardware, commit = tags.get("hardware", ""), tags.get("git_commit", "")
+    if "resumed_on" in tags:  # the last resume's machine and commit finished it
+        hardware += f"; resumed on {tags['resumed_on']}"
+        commit += f"; resumed at {tags.get('resumed_commit', '')}"
     by_index = {c.data.tags.get("set_index"): c for c in tracker.children(run.info.run_id)}
     records = []
     for index in indices:
         child = by_index.get(str(index))
-        entry: dict = {
-            "index": index,
-            "hardware": tags.get("resumed_on", tags.get("hardware", "")),
-            "commit": tags.get("resumed_commit", tags.get("git_commit", "")),
-        }
+        entry: dict = {"index": index, "hardware": hardware, "commit": commit}
         if child is None:
             records.append(entry)
             continue

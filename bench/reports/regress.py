@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from bench.core.errors import UserError
+from bench.core.hashing import write_atomic
 from bench.core.paths import LEADERBOARDS_DIR
 
 BASELINES = LEADERBOARDS_DIR / "regress-smoke.json"
@@ -336,7 +337,7 @@ def regress(
             "test": TEST,
             "baselines": [asdict(b) for b in kept.values()],
         }
-        path.write_text(json.dumps(payload, indent=2) + "\n")
+        write_atomic(path, json.dumps(payload, indent=2) + "\n")
         print(tabulate(rows, headers=["entry", "mean (%)", "n", "run", ""]))
         print(f"\nbaselines written to {path}")
         return 0

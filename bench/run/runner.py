@@ -31,6 +31,7 @@ from tqdm import tqdm
 from bench.core.config import as_flat_dict, parse_set_options, speed_only_fields
 from bench.core.device import pick_device
 from bench.core.errors import DivergedError, Terminated, TrackingError, UserError
+from bench.core.hashing import write_atomic
 from bench.core.paths import require_writable_folder
 from bench.core.provenance import hardware, provenance_tags
 from bench.core.seeds import derive_seed
@@ -231,7 +232,7 @@ class Reproduction:
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
-            (run.folder / "config.json").write_text(json.dumps(config.as_dict(), indent=2))
+            write_atomic(run.folder / "config.json", json.dumps(config.as_dict(), indent=2))
             tracker.log_artifact(parent, run.folder / "config.json")
         return run
 
@@ -614,7 +615,7 @@ class Reproduction:
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         for name, content in (("accuracies.json", accuracies), ("shard.json", record)):
-            (self.folder / name).write_text(json.dumps(content, indent=2))
+            write_atomic(self.folder / name, json.dumps(content, indent=2))
             self.tracker.log_artifact(self.parent, self.folder / name)
         done = ", ".join(
             f"set {i}: {np.mean(v):.2f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.2f}"
@@ -665,7 +666,7 @@ class Reproduction:
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         for name, content in (("accuracies.json", accuracies), ("verdict.json", record)):
-            (self.folder / name).write_text(json.dumps(content, indent=2))
+            write_atomic(self.folder / name, json.dumps(content, indent=2))
             self.tracker.log_artifact(self.parent, self.folder / name)
         self.tracker.set_tags(self.parent, {"verdict": outcome.verdict})
         print(f"\n{recipe.name} [{config.budget}] {primary}: {outcome.summary()}")

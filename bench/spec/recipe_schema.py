@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bench.core.errors import ConfigError
+from bench.core.hashing import write_atomic
 from bench.core.paths import CHECKOUT
 from bench.core.schema import TomlModel, json_schema, name_is_file_name, rule
 
@@ -184,6 +185,6 @@ def write_schemas(out: Path | None = None) -> list[Path]:
     for relative, schema in schema_files().items():
         path = out / Path(relative).name if out is not None else CHECKOUT / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(schema, indent=2) + "\n")
+        write_atomic(path, json.dumps(schema, indent=2) + "\n")
         written.append(path)
     return written

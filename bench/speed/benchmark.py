@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.core.hashing import write_atomic
 from bench.core.provenance import git_commit, hardware, package_versions
 
 
@@ -37,7 +38,7 @@ def write_record(out: Path, name: str, device: torch.device, **fields) -> Path:
         "versions": package_versions(),
         **fields,
     }
-    path.write_text(json.dumps(record, indent=2))
+    write_atomic(path, json.dumps(record, indent=2))
     print(f"wrote {path}")
     return path
 
