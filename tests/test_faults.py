@@ -508,3 +508,48 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
     assert path.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == [
         "record.json"
     ]
+
+
+@pytest.mark.slow
+def test_a_second_writer_of_a_run_is_refused_and_a_dead_ones_lock_taken_over(
+    tmp_path, data_root, monkeypatch, capsys
+):
+    """One run, one writer: while a live process holds a run's lock, a ``--resume`` of it is
+    refused in one line naming the holder; once that process is gone the lock is taken over."""
+    out = tmp_path / "killed"
+    run_id = interrupted_run(tiny_run(data_root, out), 3, monkeypatch)
+    capsys.readouterr()
+    folder = out / "checkpoints" / run_id
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from bench.run.lock import RunLock; "
+            f"lock = RunLock(sys.argv[1], {run_id!r}); lock.acquire(); print('held', flush=True); "
+            "time.sleep(120)",
+            str(folder),
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(tiny_run(data_root, out, "--resume", run_id)) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert line == (
+            f"error: run {run_id} is being written by another process (pid {holder.pid} on "
+            f"{__import__('socket').gethostname()} since "
+            + line.split(" since ")[1].split(")")[0]
+            + "); wait for it to end or stop it, then resume again"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    _, parents, _ = runs(out)
+    assert parents[0].info.status == "FAILED"  # the refused resume changed nothing
+    assert main(tiny_run(data_root, out, "--resume", run_id)) == 0  # a dead holder's lock
+    tracker, parents, children = runs(out)
+    assert parents[0].info.status == "FINISHED"
+    losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
+    assert sorted(m.step for m in losses) == list(range(6))  # no step logged twice

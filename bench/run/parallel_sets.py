@@ -57,7 +57,7 @@ def run_sets_in_processes(
         Whatever a set raised (the first failure; the other processes are stopped, their
         checkpoints kept), KeyboardInterrupt or ``Terminated`` from the caller's thread.
     """
-    shipped = dataclasses.replace(run, tracker=None, stream_accuracies={})
+    shipped = dataclasses.replace(run, tracker=None, stream_accuracies={}, lock=None)
     try:  # the data itself is tensors; what else rides along must pickle (no lambdas)
         small = {name: _head(getattr(run, name)) for name in ("train", "test")}
         pickle.dumps(dataclasses.replace(shipped, given=None, **small))

@@ -47,6 +47,7 @@ from bench.evaluation.stats import (
     verdict,
 )
 from bench.run.checkpoint import CheckpointStore
+from bench.run.lock import RunLock, holder
 from bench.run.options import RunOptions, format_sets, parse_sets, reproduce_argv
 from bench.run.parallel_sets import run_sets_in_processes
 from bench.run.tracking import Tracker, resolve_tracking_uri
@@ -145,6 +146,8 @@ class Reproduction:
     set_indices: tuple[int, ...] = ()
     """the synthetic sets of the design this run computes: all ``eval.num_exp`` of them, or a
     shard (``--sets``) whose sets get exactly the seeds of the full run"""
+    lock: RunLock | None = None
+    """held while this process writes the run (``bench.run.lock``); released when it ends"""
 
     @property
     def is_shard(self) -> bool:
@@ -208,9 +211,16 @@ class Reproduction:
         out = require_writable_folder(Path(options.out), "--out")
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
+            tracker.get_run(options.resume)  # an unknown run: one line, before any lock file
+            lock = RunLock(out / "checkpoints" / options.resume, options.resume)
+            lock.acquire()  # one writer: a second resume of this run is refused here
             parent = _reopen_parent_run(tracker, options.resume, config, device, indices)
         else:
             parent = _new_parent_run(tracker, recipe, config, card, device, indices)
+            lock = RunLock(out / "checkpoints" / parent, parent)
+            lock.acquire()
+        writer = holder()
+        tracker.set_tags(parent, {"writer": f"pid {writer['pid']} on {writer['host']}"})
         resume_argv = reproduce_argv(recipe.name, dataclasses.replace(options, resume=parent))
         resume_command = shlex.join(["python", *resume_argv])
         run = cls(
@@ -229,6 +239,7 @@ class Reproduction:
             sets,
             parallel_sets=options.parallel_sets,
             set_indices=indices,
+            lock=lock,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -280,6 +291,9 @@ class Reproduction:
         except BaseException as exc:
             self._fail(exc, unfinished)
             raise
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def _fail(self, exc: BaseException, children: list[str]) -> None:
         """Keep what ``exc`` left (the last good set of a divergence, in the set's run
