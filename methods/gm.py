@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
-from bench.data.real import RealSet
+from bench.data.real import RealSet, smallest_class
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
@@ -460,11 +460,26 @@ def distill(
     return loop.synthetic_set()
 
 
+def check_data(real: RealSet, ipc: int | None, config: GMConfig) -> None:
+    """Every class must hold ``batch_real`` images (the real batches are stacked per class).
+
+    Raises:
+        ConfigError: naming the smallest class's size.
+    """
+    smallest = smallest_class(real)
+    if config.batch_real > smallest:
+        raise ConfigError(
+            f"method.batch_real={config.batch_real} is more than the smallest class of "
+            f"{real.card.display_name} holds; set at most {smallest}"
+        )
+
+
 METHOD = Method(
     name="gm",
     config_class=GMConfig,
     kind=Kind.DISTILLED,
     distill=distill,
+    check_data=check_data,
     speed_benchmark="methods.gm_speed:main",
     description="Dataset Condensation with gradient matching (Zhao et al., ICLR 2021)",
     # the real batches' gradients compiled: 1.2-1.35x per outer iteration on a 2-core CPU,

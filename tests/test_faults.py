@@ -350,7 +350,33 @@ CATALOGUE = [
      ["already FINISHED"]),
     ("--resume with another seed", lambda t, d, o: small_run(
         d, o, "--resume", "REFERENCE", "--seed", "3"), 2, ["resume it with the same"]),
+    ("--seed -5", lambda t, d, o: small_run(d, o, "--seed", "-5"), 2,
+     ["--seed must be between 0 and 2^63 - 1"]),
+    ("--set method.iterations=1e23", lambda t, d, o: small_run(
+        d, o, "--set", "method.iterations=100000000000000000000000"), 2,
+     ["method.iterations=1e+23 could not finish"]),
+    ("--checkpoint-every 1e23", lambda t, d, o: small_run(
+        d, o, "--checkpoint-every", "100000000000000000000000"), 2,
+     ["--checkpoint-every must be between 1 and 10,000,000"]),
+    ("--set method.batch_real=100000", lambda t, d, o: small_run(
+        d, o, "--set", "method.batch_real=100000"), 2,
+     ["method.batch_real=100000 is more than the smallest class of MNIST holds; set at most"]),
+    ("--sets outside the design", lambda t, d, o: small_run(d, o, "--sets", "1"), 2,
+     ["this design has 1 synthetic set(s)"]),
+    ("a recipe with ipc 100000000", lambda t, d, o: [
+        a.replace("gm-mnist-ipc1", "huge-ipc") for a in small_run(d, o)
+    ] + ["--include-path", str(_huge_ipc_recipe(t))], 2,
+     ["huge-ipc: ipc 100000000 is more than the smallest class of MNIST"]),
 ]  # fmt: skip
+
+
+def _huge_ipc_recipe(folder: Path) -> Path:
+    text = (REPO_ROOT / "reproduce" / "gm-mnist-ipc1.toml").read_text()
+    text = text.replace('name = "gm-mnist-ipc1"', 'name = "huge-ipc"').replace(
+        "\nipc = 1\n", "\nipc = 100000000\n"
+    )
+    (folder / "huge-ipc.toml").write_text(text)
+    return folder
 
 
 @pytest.mark.slow

@@ -124,13 +124,22 @@ def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:
     return dataclasses.replace(config, **changes)
 
 
+MAX_COUNT = 10_000_000
+"""the largest count (iterations, epochs, batch sizes, ...) a config accepts: a run asked for
+more could not finish, and is refused rather than estimated"""
+
+
 def require_positive(config: Any, names: tuple[str, ...], section: str) -> None:
-    """Raise ``ConfigError`` unless every named field of ``config`` is finite and at least 1
-    (or None)."""
+    """Raise ``ConfigError`` unless every named field of ``config`` is finite, at least 1 and at
+    most ``MAX_COUNT`` (or None)."""
     for name in names:
         value = getattr(config, name)
         if value is not None and not (math.isfinite(value) and value >= 1):
             raise ConfigError(f"{section}.{name} must be at least 1, got {value}")
+        if value is not None and value > MAX_COUNT:
+            raise ConfigError(
+                f"{section}.{name}={value:g} could not finish: at most {MAX_COUNT:,} is accepted"
+            )
 
 
 def require_in_range(

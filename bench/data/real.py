@@ -365,6 +365,12 @@ def _not_found_message(card: DatasetCard, root: Path, split: str) -> str:
     return message
 
 
+def smallest_class(real: RealSet) -> int:
+    """The number of images of ``real``'s smallest class (0 if a class has none)."""
+    counts = torch.bincount(real.labels, minlength=real.card.num_classes)
+    return int(counts.min())
+
+
 def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = False) -> RealSet:
     """Load one split (``"train"`` or ``"test"``) with the card's torchvision loader.
 

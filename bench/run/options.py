@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.core.config import MAX_COUNT
 from bench.core.errors import UserError
 from bench.core.paths import include_paths
 
@@ -150,8 +151,8 @@ class RecipeOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.checkpoint_every < 1:
-            raise UserError("--checkpoint-every must be at least 1")
+        if not 1 <= self.checkpoint_every <= MAX_COUNT:
+            raise UserError(f"--checkpoint-every must be between 1 and {MAX_COUNT:,}")
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,21 @@ class RunOptions(RecipeOptions, Location):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require_seed(self.seed)
         if self.parallel_sets < 1:
             raise UserError("--parallel-sets must be at least 1")
         if self.sets is not None:
             parse_sets(self.sets)
+
+
+MAX_SEED = 2**63 - 1
+"""the largest base seed (``derive_seed`` takes any non-negative integer; torch seeds are 64-bit)"""
+
+
+def require_seed(seed: int) -> None:
+    """Raise ``UserError`` unless ``seed`` is a base seed ``derive_seed`` can use."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and 2^63 - 1, got {seed}")
 
 
 def parse_sets(spec: str, count: int | None = None) -> tuple[int, ...]:
@@ -267,6 +279,10 @@ class EvaluateOptions(RecipeOptions, Location):
         "and shown on its leaderboard row",
         metavar="TEXT",
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_seed(self.seed)
 
     def run_options(self) -> RunOptions:
         """The options a reproduction of the recipe would take (no resume)."""

@@ -36,7 +36,7 @@ from bench.core.paths import require_writable_folder
 from bench.core.provenance import hardware, provenance_tags
 from bench.core.seeds import derive_seed
 from bench.data.formats import ReadSet
-from bench.data.real import DatasetCard, RealSet, load_card, load_real
+from bench.data.real import DatasetCard, RealSet, load_card, load_real, smallest_class
 from bench.data.synthetic import GRID, SyntheticSet, save_grid
 from bench.evaluation.evaluate import evaluate_synthetic_set
 from bench.evaluation.stats import (
@@ -200,6 +200,14 @@ class Reproduction:
         test = load_real(card, options.data_root, "test", options.download)
         if method.prepare_real is not None:  # the method's view of the data (both splits)
             train, test = method.prepare_real(train, test, config.method_config)
+        smallest = smallest_class(train)
+        if config.ipc is not None and config.ipc > smallest:
+            raise UserError(
+                f"{recipe.name}: ipc {config.ipc} is more than the smallest class of "
+                f"{card.display_name}'s training split holds ({smallest} images)"
+            )
+        if method.check_data is not None:
+            method.check_data(train, config.ipc, config.method_config)
         sets = given(config, train) if given is not None else None
         if sets is not None:
             config = dataclasses.replace(
@@ -211,10 +219,8 @@ class Reproduction:
         out = require_writable_folder(Path(options.out), "--out")
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
         if options.resume:
-            tracker.get_run(options.resume)  # an unknown run: one line, before any lock file
             lock = RunLock(out / "checkpoints" / options.resume, options.resume)
-            lock.acquire()  # one writer: a second resume of this run is refused here
-            parent = _reopen_parent_run(tracker, options.resume, config, device, indices)
+            parent = _reopen_parent_run(tracker, options.resume, config, device, indices, lock)
         else:
             parent = _new_parent_run(tracker, recipe, config, card, device, indices)
             lock = RunLock(out / "checkpoints" / parent, parent)
@@ -825,11 +831,14 @@ def _reopen_parent_run(
     config: RunConfig,
     device: torch.device,
     indices: tuple[int, ...],
+    lock: RunLock,
 ) -> str:
-    """Check that ``run_id`` is an unfinished run of this very config and mark it RUNNING.
+    """Check that ``run_id`` is an unfinished run of this very config, take its ``lock`` (one
+    writer) and mark it RUNNING.
 
     Raises:
-        UserError: unknown run, a synthetic-set run, another config, or a finished run.
+        UserError: unknown run, a synthetic-set run, another config or shard, a finished run,
+            or a run another live process is writing.
     """
     run = tracker.get_run(run_id)
     tags = run.data.tags
@@ -851,6 +860,7 @@ def _reopen_parent_run(
         )
     if run.info.status == "FINISHED":
         raise UserError(f"run {run_id} already FINISHED; nothing to resume")
+    lock.acquire()  # a second resume of a run being written is refused here
     tracker.set_status(run_id, "RUNNING")
     now = provenance_tags(device)
     tracker.set_tags(run_id, {"resumed_on": now["hardware"], "resumed_commit": now["git_commit"]})

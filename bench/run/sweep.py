@@ -52,6 +52,7 @@ from bench.run.options import (
     format_sets,
     option,
     reproduce_argv,
+    require_seed,
 )
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.recipes import Recipe, RecipeGroup, load_recipe, resolve
@@ -359,6 +360,8 @@ def sweep(options: SweepOptions) -> list[Outcome]:
     """
     if options.workers < 1 or options.threads < 1 or options.retries < 0:
         raise UserError("--workers and --threads must be at least 1, --retries at least 0")
+    for seed in options.seeds:
+        require_seed(seed)
     tasks = plan(options)
     uri = _tracking_uri(options)
     tracker = Tracker(uri, options.out)

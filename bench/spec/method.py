@@ -135,6 +135,10 @@ StreamFromSet = Callable[["SyntheticSet", Any, "torch.device"], Callable]
 sampled it (its extras) and return the callable drawing one fresh training batch per epoch
 (``bench.evaluation.evaluate.SyntheticStream``), for recipes with ``eval.stream = true`` (GTN:
 the reference evaluates its generators this way)"""
+CheckData = Callable[["RealSet", "int | None", Any], None]
+"""``check_data(train, ipc, config) -> None``: checks a config against the prepared training
+split before any run is created (DC: its real batch against the smallest class); raises a
+``bench.core.errors.UserError`` naming the field and the largest value the data allows"""
 Preflight = Callable[[Any], None]
 """``preflight(config) -> None``: checks, before any data is loaded or run created, what this
 config needs from the machine beyond the suite's requirements (an optional dependency such as
@@ -156,6 +160,7 @@ class Method:
         artifacts: optional ``Artifacts``.
         stream: optional ``StreamFromSet``; needed by ``eval.stream``.
         preflight: optional ``Preflight``, called by the runner before it creates any run.
+        check_data: optional ``CheckData``, called once the data is loaded, before any run.
         speed_benchmark: optional ``"module:function"``, ``function(argv) -> int``, behind
             ``python -m bench speed <name>`` (a string: imported only when asked for).
         description: one line for ``python -m bench methods``.
@@ -173,6 +178,7 @@ class Method:
     artifacts: Artifacts | None = None
     stream: StreamFromSet | None = None
     preflight: Preflight | None = None
+    check_data: CheckData | None = None
     speed_benchmark: str | None = None
     description: str = ""
     long_run_speed: dict[str, Any] = field(default_factory=dict)
