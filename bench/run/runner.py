@@ -498,11 +498,12 @@ class Reproduction:
             )
         resume = state.get("distill")
         start = resume["iteration"] if resume else 0
-        spent = state.get("distill_s", 0.0)  # compute seconds before an interruption
+        spent = state.get("distill_s", 0.0)  # seconds spent before an interruption
         # after --resume, the iterations since the last checkpoint were logged before the
         # interruption: replayed (bit-identically), they are not logged again
         logged = self.tracker.logged_steps(child, "distill/loss")
         started = time.perf_counter()
+        stamps = [started]
         total_left = iterations * self.sets_from(index) - start
         with tqdm(
             total=iterations,
@@ -518,12 +519,15 @@ class Reproduction:
                     self.tracker.log_metrics(child, metrics, step=it)
                 bar.set_postfix(loss=f"{metrics['distill/loss']:.3f}", refresh=False)
                 bar.update(1)
-                if it == start:
-                    per_it = time.perf_counter() - started
+                now = time.perf_counter()
+                # from the second iteration where there is one: the first also compiles
+                if it == start + 1 or (it == start and it + 1 == iterations):
+                    per_it = now - stamps[-1]
                     tqdm.write(
                         f"estimate: distillation {per_it:.2f} s/it x {total_left} "
                         f"iterations ≈ {_duration(per_it * total_left)} on this hardware"
                     )
+                stamps.append(now)
                 if (it + 1) % self.checkpoint_every == 0 or it + 1 == iterations:
                     state["distill"] = get_state()
                     state["distill_s"] = spent + time.perf_counter() - started
