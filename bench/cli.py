@@ -266,6 +266,17 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         n for n in recipe_names() if isinstance(r := load_recipe(n), Recipe) and r.published
     ]
     folder = Path(args.ledger)
+    if args.missing:
+        from bench.reports.ledger import read_ledger
+        from bench.reports.plan import missing_sets
+        from bench.run.options import format_sets
+
+        runs = read_ledger(folder / "runs")
+        for recipe in recipes_of(names):
+            missing, _ = missing_sets(recipe, runs)
+            if recipe.published is not None and missing:
+                print(recipe.name, format_sets(missing))
+        return 0
     if args.measure:
         for recipe in recipes_of(names):
             if recipe.published is None:
@@ -487,6 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(LEADERBOARDS_DIR),
         help="leaderboard folder whose runs/ and benchmarks/ are read and written (default: "
         "the checkout's leaderboards/)",
+    )
+    p.add_argument(
+        "--missing",
+        action="store_true",
+        help="print only `RECIPE SETS` for each recipe whose paper design lacks sets (for "
+        "`sweep RECIPE --budget paper --per-set --sets SETS`)",
     )
     p.add_argument(
         "--iterations",

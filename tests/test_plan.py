@@ -112,3 +112,22 @@ def test_the_readmes_plan_is_current():
     script = runpy.run_path(str(REPO_ROOT / "scripts" / "readme_plan.py"))
     readme = (REPO_ROOT / "README.md").read_text()
     assert script["START"] + script["readme_plan"]() + script["END"] in readme
+
+
+def test_missing_sets_feed_a_per_set_sweep(tmp_path, capsys):
+    """``plan --missing`` names the sets a paper design lacks; ``sweep --per-set --sets`` makes
+    one task for each of them alone (what scripts/paper_sets.sh chains)."""
+    from bench.run.sweep import SweepOptions
+    from bench.run.sweep import plan as sweep_plan
+
+    _record(tmp_path / "runs", "a", [0])
+    _record(tmp_path / "runs", "b", [2, 3])
+    assert main(["plan", "gm-mnist-ipc1", "gm-mnist", "--missing", "--ledger", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "gm-mnist-ipc1 1,4"
+    assert "gm-mnist-ipc10 0-4" in lines
+    options = SweepOptions(recipes=("gm-mnist-ipc1",), budget="paper", per_set=True, sets="1,4")
+    tasks = sweep_plan(options)
+    assert [(t.sets, t.shard) for t in tasks] == [("1", True), ("4", True)]
+    whole = sweep_plan(SweepOptions(recipes=("gm-mnist-ipc1",), budget="paper"))
+    assert [(t.sets, t.shard) for t in whole] == [("0-4", False)]

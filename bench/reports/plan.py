@@ -88,6 +88,16 @@ def paper_designs(recipe: Recipe, runs: list[MeasuredRun]) -> list[Design]:
     return sorted(pool_designs(mine), key=lambda d: (-len(d.sets), d.key[1]))
 
 
+def missing_sets(recipe: Recipe, runs: list[MeasuredRun]) -> tuple[tuple[int, ...], Design | None]:
+    """The set indices the most complete paper design of ``recipe`` lacks (all of them where
+    there is none), and that design."""
+    designs = paper_designs(recipe, runs)
+    best = designs[0] if designs else None
+    size = resolve(recipe, "paper", 0).eval.num_exp
+    done = best.sets if best else {}
+    return tuple(i for i in range(size) if i not in done), best
+
+
 def _ledger_rates(design: Design | None, gpu: bool) -> float | None:
     """Median compute seconds per set of the design's sets made on a GPU (``gpu``) or a CPU,
     from their records (distillation + evaluation seconds, else wall time)."""
@@ -125,11 +135,9 @@ def plan_rows(
         if recipe.published is None:
             continue
         config = resolve(recipe, "paper", 0)
-        designs = paper_designs(recipe, runs)
-        best = designs[0] if designs else None
+        missing, best = missing_sets(recipe, runs)
         size = config.eval.num_exp
         done = sorted(best.sets) if best else []
-        missing = [i for i in range(size) if i not in done]
         here = _ledger_rates(best, gpu=False)
         basis = f"{len(done)} paper set(s) of this recipe (ledger)" if here else ""
         if here is None and recipe.name in measured:
@@ -167,14 +175,13 @@ PLAN_HEADERS = (
 
 def recipes_of(names: list[str]) -> list[Recipe]:
     """The recipes ``names`` name, groups expanded into their members."""
-    found = []
+    found: dict[str, Recipe] = {}  # each once, in order
     for name in names:
         recipe = load_recipe(name)
-        if isinstance(recipe, RecipeGroup):
-            found += recipes_of(list(recipe.members))
-        else:
-            found.append(recipe)
-    return found
+        members = recipes_of(list(recipe.members)) if isinstance(recipe, RecipeGroup) else [recipe]
+        for member in members:
+            found.setdefault(member.name, member)
+    return list(found.values())
 
 
 def _stand_in(card: Any, split: str) -> Any:

@@ -51,6 +51,7 @@ from bench.run.options import (
     RunOptions,
     format_sets,
     option,
+    parse_sets,
     reproduce_argv,
     require_seed,
 )
@@ -91,6 +92,12 @@ class SweepOptions(RecipeOptions, Location):
         False,
         "one task per synthetic set of each run (reproduce --sets i): the sets of a design run "
         "at once on any workers, and the ledger pools them",
+    )
+    sets: str | None = option(
+        None,
+        "with --per-set: only these sets of each design, e.g. the missing ones that "
+        "`python -m bench plan RECIPE --missing` prints; without: every task is this shard",
+        metavar="SPEC",
     )
 
 
@@ -153,10 +160,13 @@ def plan(options: SweepOptions) -> list[Task]:
                 recipe, options.budget, seed, set_options, options.dataset, options.eval_models
             )
             count, hashes = config.eval.num_exp, (config.config_hash(), config.protocol_hash())
+            chosen = parse_sets(options.sets, count) if options.sets else tuple(range(count))
             if options.per_set:
-                tasks += [Task(recipe.name, seed, *hashes, str(i), True) for i in range(count)]
+                tasks += [Task(recipe.name, seed, *hashes, str(i), True) for i in chosen]
             else:
-                tasks.append(Task(recipe.name, seed, *hashes, format_sets(range(count))))
+                tasks.append(
+                    Task(recipe.name, seed, *hashes, format_sets(chosen), bool(options.sets))
+                )
     return tasks
 
 
