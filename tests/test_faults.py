@@ -26,7 +26,7 @@ import torch
 from bench.cli import main
 from bench.core.config import apply_overrides
 from bench.core.errors import CheckpointError, ConfigError, ShapeError, UserError
-from bench.core.paths import REPO_ROOT
+from bench.core.paths import INCLUDE_PATH_VARIABLE, REPO_ROOT
 from bench.data.real import load_card
 from bench.data.synthetic import SyntheticSet
 from bench.run.checkpoint import CheckpointStore
@@ -389,6 +389,8 @@ def test_bad_input_catalogue(reference, tmp_path, data_root, capsys, monkeypatch
     for name, make, code, phrases in cases:
         where = tmp_path / name.replace(" ", "_").replace("/", "_")
         where.mkdir()
+        # main(--include-path) exports the folder for sweep tasks: undone with the case
+        monkeypatch.setenv(INCLUDE_PATH_VARIABLE, "")
         if make is None:  # the sparse point-cloud recipe on a machine without MinkowskiEngine
             monkeypatch.setitem(sys.modules, "MinkowskiEngine", None)
             argv = ["reproduce", "pc-gm-mnist-me-2layer", "--data-root", str(data_root),

@@ -98,5 +98,5 @@ def test_a_sweep_task_receives_the_sweeps_options_and_its_own_seed():
 
 
 def test_checkpoint_every_below_one_is_a_user_error():
-    with pytest.raises(UserError, match="--checkpoint-every must be at least 1"):
+    with pytest.raises(UserError, match="--checkpoint-every must be between 1 and 10,000,000"):
         RunOptions(checkpoint_every=0)
