@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.core.errors import UserError
+from bench.core.faults import explain
 from bench.core.memory import keep_freed_memory
 from bench.core.paths import INCLUDE_PATH_VARIABLE, LEADERBOARDS_DIR, add_include_paths
 from bench.run.options import EvaluateOptions, Location, RunOptions, add_options, from_namespace
@@ -548,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        fault = explain(exc)  # a full disk, a denied permission, ...: one line; a bug: traceback
+        if fault is None:
+            raise
+        print(f"error: {fault}", file=sys.stderr)
+        return fault.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

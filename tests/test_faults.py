@@ -363,11 +363,59 @@ CATALOGUE = [
      ["method.batch_real=100000 is more than the smallest class of MNIST holds; set at most"]),
     ("--sets outside the design", lambda t, d, o: small_run(d, o, "--sets", "1"), 2,
      ["this design has 1 synthetic set(s)"]),
+    ("damaged store (random bytes)", lambda t, d, o: small_run(d, _store(t, os.urandom(100_000))),
+     2, ["is damaged", "file is not a database", ".recover"]),
+    ("damaged store (truncated)", lambda t, d, o: small_run(
+        d, _store(t, (o / "mlflow.db").read_bytes()[: (o / "mlflow.db").stat().st_size // 2])),
+     2, ["is damaged", "malformed", ".recover"]),
+    ("tracking URI that is no store", lambda t, d, o: small_run(
+        d, t, "--tracking-uri", "::garbage::%%"), 2, ["is not a store this suite can log to"]),
+    ("--out too long for SQLite", lambda t, d, o: small_run(
+        d, t.joinpath(*[c * 200 for c in "xyz"])), 2, ["SQLite opens at most 512"]),
+    ("set file is a FIFO", lambda t, d, o: evaluate_run(d, o, _fifo(t / "set.safetensors")), 2,
+     ["is a FIFO (named pipe), not a file"]),
+    ("set file is a link to /dev/zero", lambda t, d, o: evaluate_run(
+        d, o, _link(t / "set.safetensors", "/dev/zero")), 2, ["is a character device"]),
+    *[(f"set file with metadata {key}={value!r}", lambda t, d, o, key=key, value=value:
+       evaluate_run(d, o, _set_file(t, {key: value})), 2,
+       ["unreadable metadata", f"{key}={value!r}"])
+      for key, value in [("seed", "x"), ("ipc", "one"), ("preprocessing", "{not json")]],
     ("a recipe with ipc 100000000", lambda t, d, o: [
         a.replace("gm-mnist-ipc1", "huge-ipc") for a in small_run(d, o)
     ] + ["--include-path", str(_huge_ipc_recipe(t))], 2,
      ["huge-ipc: ipc 100000000 is more than the smallest class of MNIST"]),
 ]  # fmt: skip
+
+
+def evaluate_run(data_root, out, set_file: Path) -> list[str]:
+    return ["evaluate", str(set_file), "--recipe", "gm-mnist-ipc1", "--data-root",
+            str(data_root), "--out", str(out), "--device", "cpu"]  # fmt: skip
+
+
+def _store(folder: Path, content: bytes) -> Path:
+    """An --out folder whose mlflow.db holds ``content``."""
+    (folder / "mlflow.db").write_bytes(content)
+    return folder
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _link(path: Path, target: str) -> Path:
+    path.symlink_to(target)
+    return path
+
+
+def _set_file(folder: Path, metadata: dict[str, str]) -> Path:
+    """A safetensors synthetic set of MNIST (10 zero images) with ``metadata``."""
+    from safetensors.torch import save_file
+
+    path = folder / "set.safetensors"
+    tensors = {"images": torch.zeros(10, 1, 28, 28), "labels": torch.arange(10)}
+    save_file(tensors, str(path), metadata={"ipc": "1", "seed": "0", **metadata})
+    return path
 
 
 def _huge_ipc_recipe(folder: Path) -> Path:
@@ -428,14 +476,17 @@ TRIALS = {  # (a kill during distillation is the first kill of the resumed-run t
     "SIGKILL during a later network": ["network:1"],
     "SIGKILL during a checkpoint write": [f"checkpoint:{_rng.randrange(1, 5)}"],
     "SIGTERM during distillation": ["sigterm"],
+    "SIGINT twice, 50 ms apart, during distillation": ["sigint-twice"],
 }
+SIGNALLED = {"sigterm": [signal.SIGTERM], "sigint-twice": [signal.SIGINT, signal.SIGINT]}
+"""faults sent from here once the first checkpoint exists, 50 ms apart"""
 
 
 def fault_run(fault: str, argv: list[str]) -> subprocess.CompletedProcess:
-    """``argv`` in a new process killed by ``fault`` (``fault_child.py``; ``sigterm``: sent
-    SIGTERM from here once the first checkpoint exists)."""
+    """``argv`` in a new process killed by ``fault`` (``fault_child.py``; ``SIGNALLED``: the
+    signals sent from here once the first checkpoint exists)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    if fault != "sigterm":
+    if fault not in SIGNALLED:
         command = [sys.executable, CHILD, fault, "--", *argv]
         return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                               timeout=900)  # fmt: skip
@@ -445,7 +496,9 @@ def fault_run(fault: str, argv: list[str]) -> subprocess.CompletedProcess:
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=pipe, stderr=pipe, text=True)
     while not list(out.glob("checkpoints/*/set0.pt")) and process.poll() is None:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    for number in SIGNALLED[fault]:
+        process.send_signal(number)
+        time.sleep(0.05)
     stdout, stderr = process.communicate(timeout=900)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -459,14 +512,14 @@ def test_killed_run_resumes_to_the_identical_result(trial, reference, tmp_path, 
     run_id = None
     for fault in TRIALS[trial]:
         result = fault_run(fault, argv + (["--resume", run_id] if run_id else []))
-        if fault == "sigterm":  # handled as Ctrl-C: FAILED, resume command printed
+        if fault in SIGNALLED:  # handled as Ctrl-C: FAILED, resume command printed
             assert result.returncode == 130, result.stderr
             assert "Traceback" not in result.stderr and "Continue it with" in result.stdout
         else:
             assert result.returncode == -signal.SIGKILL, result.stderr
         _, parents, _ = runs(out)
         run_id = parents[0].info.run_id
-        expected = "FAILED" if fault == "sigterm" else "RUNNING"
+        expected = "FAILED" if fault in SIGNALLED else "RUNNING"
         assert parents[0].info.status == expected
     final = cli(*argv, "--resume", run_id)
     assert final.returncode == 0, final.stderr
@@ -517,6 +570,113 @@ def test_a_tracking_store_lost_mid_run_loses_nothing(reference, tmp_path, data_r
     assert sha256(set_file) == reference[2]
     losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
     assert sorted(m.step for m in losses) == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_checkpoint_loses_nothing(reference, tmp_path, data_root, capsys):
+    """The second checkpoint write meets a full disk: one error line naming it, the partial file
+    removed, the run FAILED with its resume command, the store intact; the resumed run is the
+    uninterrupted one."""
+    import errno
+    import sqlite3
+
+    import bench.run.checkpoint as checkpoint
+    from bench.core.hashing import atomic_target
+
+    out = tmp_path / "out"
+    writes = []
+
+    def full_disk(path, data):
+        writes.append(path)
+        if len(writes) < 2:
+            return original(path, data)
+        with atomic_target(Path(path)) as tmp:
+            tmp.write_bytes(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+
+    original = checkpoint.write_atomic
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(checkpoint, "write_atomic", full_disk)
+        assert main(small_run(data_root, out)) == 2
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0], captured.err
+    assert "Traceback" not in captured.err
+    _, parents, _ = runs(out)
+    run_id = parents[0].info.run_id
+    assert parents[0].info.status == "FAILED" and f"--resume {run_id}" in captured.out
+    assert [p.name for p in (out / "checkpoints" / run_id).iterdir() if "tmp" in p.name] == []
+    with sqlite3.connect(out / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert main(small_run(data_root, out, "--resume", run_id)) == 0
+    set_file = out / "sets" / run_id / "set0" / "synthetic_set.safetensors"
+    assert sha256(set_file) == reference[2]
+
+
+def test_unreadable_data_is_named_not_called_damaged(tmp_path, data_root, capsys, monkeypatch):
+    """Data this user may not read (PermissionError; as root, chmod cannot make it so, hence
+    the patched loader) is named as such in one line, before any store exists."""
+    import bench.data.real as real
+
+    def denied(card, root, train, download):
+        path = root / card.folder / "raw" / "train-images-idx3-ubyte"
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setitem(real._LOADERS, load_card("mnist").loader, denied)
+    assert main(small_run(data_root, tmp_path / "out")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: permission denied") and "train-images-idx3-ubyte" in err
+    assert "re-download" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_store_locked_by_another_program_is_one_line(reference, tmp_path, data_root):
+    """Another program (not a bench command) holds the SQLite store's write lock: one line
+    saying so, within seconds, and nothing written to the store."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(reference[0], out)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"db = sqlite3.connect({str(out / 'mlflow.db')!r}, isolation_level=None)\n"
+         "db.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.perf_counter()
+        result = cli(*small_run(data_root, out))
+        seconds = time.perf_counter() - started
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is locked by another process" in lines[0], result.stderr
+    assert seconds < 60
+    _, parents, _ = runs(out)
+    assert [r.info.run_id for r in parents] == [reference[1].info.run_id]
+
+
+def test_a_damaged_template_store_is_made_anew_not_copied(tmp_path, monkeypatch):
+    """The cached empty store that new stores are copied from is checked against its recorded
+    hash; a damaged one is rebuilt, and the new store works."""
+    import sqlite3
+
+    from bench.run.tracking import template_store
+
+    monkeypatch.setenv("DISTILLBENCH_CACHE", str(tmp_path / "cache"))
+    template = template_store()
+    good = template.read_bytes()
+    template.write_bytes(os.urandom(len(good)))
+    assert template_store() == template
+    with sqlite3.connect(template) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT name FROM experiments").fetchall() == [("Default",)]
+    tracker = Tracker(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}", tmp_path / "new")
+    assert tracker.client.search_runs([tracker.experiment_id]) == []
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):

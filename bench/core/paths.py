@@ -11,6 +11,7 @@ install or ``PYTHONPATH``) from the top-level folders.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -136,3 +137,22 @@ def require_writable_folder(folder: Path, what: str, fix: str = "") -> Path:
             f"{fix or f'pass {what} a writable folder'}"
         ) from None
     return folder
+
+
+def not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a file, for a message: "does not exist", "is a folder",
+    or what special file it is ("is a FIFO (named pipe), not a file", "is a character device,
+    not a file", ...: reading those would block or never end)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return "does not exist"
+    kinds = {
+        stat.S_ISDIR: "a folder",
+        stat.S_ISFIFO: "a FIFO (named pipe)",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    found = (f"is {name}, not a file" for test, name in kinds.items() if test(mode))
+    return next(found, "is a file")

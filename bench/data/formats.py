@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from bench.core.errors import ShapeError, UserError
+from bench.core.paths import not_a_file
 from bench.data.real import DatasetCard, _check_class_order, _decode, normalise
 from bench.data.synthetic import SyntheticSet
 
@@ -122,7 +123,7 @@ def load_pt(path: Path):
     """
     path = Path(path)
     if not path.is_file():
-        raise SetFileError(f"{path} does not exist")
+        raise SetFileError(f"{path} {not_a_file(path)}")
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -291,8 +292,8 @@ def read_set_file(
         SetFileError, PreprocessingError: see the readers; unknown file types.
     """
     path = Path(path)
-    if not path.exists():
-        raise SetFileError(f"{path} does not exist")
+    if not (path.is_dir() or path.is_file()):
+        raise SetFileError(f"{path} {not_a_file(path)}")
     recorded: list[dict] = []
     if path.is_dir():
         fmt, sets = "image-folder", read_image_folder(path, card)

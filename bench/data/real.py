@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.core.errors import ConfigError, DataNotFoundError, UserError
+from bench.core.faults import explain
 from bench.core.paths import card_dirs, find_toml, toml_files
 from bench.core.schema import parse, read_toml
 from bench.data.card_schema import CardModel
@@ -378,6 +379,8 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
         DataNotFoundError: the files are not under ``root`` (the message names the folder
             searched and the flags that fix it), differ from the card's checksums (checked
             before the loader's own error about a damaged file is reported), or cannot be read.
+        EnvironmentFault: the files are there but this user may not read them
+            (``bench.core.faults.explain``).
         ConfigError: the card names a loader this suite does not have, or an unknown split.
     """
     if card.loader not in _LOADERS:
@@ -390,6 +393,9 @@ def load_real(card: DatasetCard, root: str | Path, split: str, download: bool = 
     except UserError:
         raise
     except Exception as exc:  # torchvision and numpy raise many types for missing/damaged files
+        fault = explain(exc)  # unreadable (permissions), not damaged: no re-download helps
+        if fault is not None:
+            raise fault from None
         # the checksums first: a truncated file fails to parse before torchvision checks it
         verify_checksums(card, root)
         if isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower():

@@ -35,16 +35,57 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from bench.core.errors import ShapeError, UserError
 from bench.core.hashing import atomic_target, sha256_bytes, write_atomic
+from bench.core.paths import not_a_file
 from bench.data.real import DatasetCard
 
 FORMAT = "distillbench.synthetic_set/1"
 GRID = "synthetic_grid.png"
+
+
+class SetMetadata(BaseModel):
+    """The string metadata of a synthetic-set file (module docstring), parsed: numbers from
+    their decimal text, ``preprocessing`` from JSON. Keys this suite does not read (``format``,
+    ``mean``, ``std``, ``data_sha256``, a writer's own) are allowed; files from before a key
+    was written get its default."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    method: str = "unknown"
+    dataset: str = "unknown"
+    ipc: int | None = Field(None, ge=1, description='images per class; "None" for coresets')
+    seed: int = Field(-1, description="the set's seed; -1 where the writer did not record one")
+    config_hash: str = ""
+    preprocessing: Json[dict] = Field(default_factory=dict)
+
+    @field_validator("ipc", mode="before")
+    @classmethod
+    def _none_text(cls, value):
+        return None if value == "None" else value
+
+    @classmethod
+    def parse(cls, meta: dict[str, str], path: Path) -> SetMetadata:
+        """``meta`` checked; raises ``UserError`` naming each bad key of ``path`` on one line."""
+        try:
+            return cls.model_validate(meta)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise UserError(
+                f"synthetic set {path} has unreadable metadata ({problems}); it was not written "
+                "by SyntheticSet.save: re-save its tensors with it or pass the set to "
+                "`bench evaluate` in another format"
+            ) from None
+
+
 """file name of the picture of a synthetic set (``save_grid``)"""
 GENERATOR_PREFIX = "generator."
 """extras under this prefix are a generator's weights (``SyntheticSet.generator_weights``)"""
@@ -151,11 +192,12 @@ class SyntheticSet:
 
         Raises:
             UserError: the file is missing, not safetensors, corrupt (its tensor data does not
-                hash to ``data_sha256``), or lacks ``images``/``labels``.
+                hash to ``data_sha256``), lacks ``images``/``labels``, or its metadata does not
+                parse (``SetMetadata``).
         """
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"synthetic set {path} does not exist")
+            raise UserError(f"synthetic set {path} {not_a_file(path)}")
         try:
             data = path.read_bytes()
             tensors = load_bytes(data)
@@ -174,15 +216,15 @@ class SyntheticSet:
         missing = {"images", "labels"} - tensors.keys()
         if missing:
             raise UserError(f"synthetic set {path} lacks tensor(s) {sorted(missing)}")
-        ipc = meta.get("ipc", "None")
+        parsed = SetMetadata.parse(meta, path)
         return cls.from_tensors(
             tensors,
-            method=meta.get("method", "unknown"),
-            dataset=meta.get("dataset", "unknown"),
-            ipc=None if ipc == "None" else int(ipc),
-            seed=int(meta.get("seed", -1)),
-            config_hash=meta.get("config_hash", ""),
-            preprocessing=json.loads(meta.get("preprocessing", "{}")),
+            method=parsed.method,
+            dataset=parsed.dataset,
+            ipc=parsed.ipc,
+            seed=parsed.seed,
+            config_hash=parsed.config_hash,
+            preprocessing=parsed.preprocessing,
         )
 
 

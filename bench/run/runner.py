@@ -73,35 +73,41 @@ def _duration(seconds: float) -> str:
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
+def signals_as_interrupt():
     """Within this block SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main
     thread, so a scheduler or sweep stopping the task gets what Ctrl-C gets: runs marked
-    FAILED, artifacts kept, the resume command printed. Further SIGTERMs are ignored while
-    that clean-up runs. A no-op outside the main thread (Python delivers signals there only)."""
+    FAILED, artifacts kept, the resume command printed. After the first SIGINT or SIGTERM both
+    are ignored until the block ends, so that a second Ctrl-C (or a scheduler's repeated
+    SIGTERM) cannot cut that clean-up short and leave the run RUNNING. A no-op outside the main
+    thread (Python delivers signals there only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum, frame):
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated("SIGTERM")
+        if signum == signal.SIGTERM:
+            raise Terminated("SIGTERM")
+        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def reproduce(name: str, options: RunOptions) -> list[Verdict]:
     """Run a recipe, or each member of a group recipe; returns the verdict(s). SIGTERM is
-    handled as Ctrl-C (``sigterm_as_interrupt``).
+    handled as Ctrl-C (``signals_as_interrupt``).
 
     Raises:
         UserError: unknown recipe or key, missing data, unusable ``--resume``, NaN loss, ...
         Terminated, KeyboardInterrupt: after marking the runs FAILED.
     """
-    with sigterm_as_interrupt():
+    with signals_as_interrupt():
         return _reproduce(name, options)
 
 

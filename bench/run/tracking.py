@@ -28,16 +28,21 @@ import contextlib
 import functools
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 from bench.core.errors import TrackingError, UserError
-from bench.core.hashing import record_sha256
+from bench.core.faults import SQLITE_MAX_PATH, store_fault
+from bench.core.hashing import record_sha256, sha256_file, write_atomic
 from bench.core.paths import require_writable_folder
 
 EXPERIMENT = "distillbench"
 PROBE_TIMEOUT = 5.0
 """seconds a tracking server has to answer ``/health`` before a run starts"""
+KNOWN_SCHEMES = ("sqlite", "http", "https", "databricks", "postgresql", "mysql", "mssql")
+"""tracking URI schemes (before any ``+driver``) MLflow logs runs to; its file store
+(a plain path or ``file:``) is in maintenance mode and refuses new runs"""
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -45,17 +50,6 @@ HTTP_DEFAULTS = {
 }
 """MLflow's HTTP retry settings unless the environment sets them: about 7 s of retries (1 + 2 +
 4) before a call fails, instead of MLflow's 7 retries with factor 2 (over 4 minutes)"""
-_UNREACHABLE = (
-    "Max retries exceeded",
-    "Connection refused",
-    "Failed to establish a new connection",
-    "Read timed out",
-    "unable to open database file",
-    "readonly database",
-    "disk I/O error",
-)
-"""text of the errors (requests, SQLAlchemy, as MLflow wraps them) of a store that cannot be
-reached or written"""
 
 
 def resolve_tracking_uri(uri: str | None, out: Path) -> str:
@@ -69,16 +63,30 @@ def resolve_tracking_uri(uri: str | None, out: Path) -> str:
 
 
 def check_store(uri: str) -> None:
-    """Fail fast when the store of ``uri`` cannot work: the folder of a ``sqlite:///``
-    database must be writable (and the database, if it exists, a writable file); an ``http(s)``
-    tracking server must answer ``GET /health`` within ``PROBE_TIMEOUT`` seconds.
+    """Fail fast when the store of ``uri`` cannot work: the URI must name a store MLflow can use
+    (``KNOWN_SCHEMES``); the folder of a ``sqlite:///`` database must be writable (and the
+    database, if it exists, a writable file) and its path short enough for SQLite to open; an
+    ``http(s)`` tracking server must answer ``GET /health`` within ``PROBE_TIMEOUT`` seconds.
 
     Raises:
         TrackingError: naming the store, the reason and the fix.
     """
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme not in KNOWN_SCHEMES:
+        raise TrackingError(
+            f"tracking URI {uri!r} is not a store this suite can log to: use "
+            "sqlite:///<folder>/mlflow.db, http(s)://<host>:<port> of an MLflow server, or a "
+            "database URI (postgresql://, mysql://, mssql://); or leave --tracking-uri and "
+            "MLFLOW_TRACKING_URI unset for the SQLite store under --out"
+        )
     if uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///"))
         fix = "pass --tracking-uri sqlite:///<writable folder>/mlflow.db or a writable --out"
+        if len(str(database.resolve())) > SQLITE_MAX_PATH:
+            raise TrackingError(
+                f"the path of tracking store {uri} is {len(str(database.resolve()))} characters; "
+                f"SQLite opens at most {SQLITE_MAX_PATH}: use a shorter --out or --tracking-uri"
+            )
         try:
             require_writable_folder(database.parent, f"the folder of tracking store {uri}", fix)
         except UserError as exc:
@@ -99,15 +107,6 @@ def check_store(uri: str) -> None:
             ) from None
 
 
-def _is_unreachable(exc: Exception) -> bool:
-    """Whether ``exc`` says the store cannot be reached or written (not a bad request)."""
-    import requests
-
-    if isinstance(exc, requests.ConnectionError | requests.Timeout):
-        return True
-    return any(marker in str(exc) for marker in _UNREACHABLE)
-
-
 def _sqlite_lock(uri: str):
     """An inter-process lock beside the database of a ``sqlite:///`` URI; a no-op otherwise."""
     if not uri.startswith("sqlite:///"):
@@ -122,7 +121,9 @@ def template_store(cache: Path | None = None) -> Path:
     version in ``cache`` (default ``$DISTILLBENCH_CACHE`` or ``~/.cache/distillbench``) and
     copied for every new ``sqlite:///`` store: MLflow makes a new database's schema by running
     its migrations, about 1-2 s per store (measured on the 2-core AMD EPYC), a copy takes
-    milliseconds. Written to a temporary name and renamed, so concurrent first runs are safe."""
+    milliseconds. Written to a temporary name and renamed, so concurrent first runs are safe; its
+    SHA-256 is kept beside it and checked before every copy, and a template that fails the
+    check is made anew (a damaged cache entry is never copied into a store)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -130,12 +131,18 @@ def template_store(cache: Path | None = None) -> Path:
         os.environ.get("DISTILLBENCH_CACHE", Path.home() / ".cache" / "distillbench")
     )
     path = cache / f"mlflow-{mlflow.__version__}-empty.db"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        partial.unlink(missing_ok=True)
-        MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments()  # makes the schema
-        os.replace(partial, path)
+    sums = path.with_name(path.name + ".sha256")
+    if path.exists() and sums.exists() and sums.read_text().strip() == sha256_file(path):
+        return path
+    # missing, or damaged since it was made (or made before its hash was kept): made anew
+    cache.mkdir(parents=True, exist_ok=True)
+    # a name of its own each time: MLflow keeps the store of a URI it has opened in this process
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    partial.unlink(missing_ok=True)
+    MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments()  # makes the schema
+    digest = sha256_file(partial)
+    os.replace(partial, path)
+    write_atomic(sums, digest)
     return path
 
 
@@ -147,10 +154,13 @@ def _new_sqlite_store(uri: str) -> None:
     database = Path(uri.removeprefix("sqlite:///"))
     if database.exists():
         return
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         template = template_store()
-    except Exception:  # noqa: BLE001 - an unwritable cache (OSError, SQLAlchemy's errors): MLflow
-        return  # makes the schema itself, as without a template
+    except (OSError, SQLAlchemyError, MlflowException):  # an unwritable cache: MLflow makes
+        return  # the schema itself, as without a template
     shutil.copyfile(template, database)
 
 
@@ -172,12 +182,10 @@ class _Serialised:
                 with self._lock:
                     return attribute(*args, **kwargs)
             except Exception as exc:
-                if not _is_unreachable(exc):
+                fault = store_fault(exc, self._uri)
+                if fault is None:
                     raise
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-                raise TrackingError(
-                    f"tracking store {self._uri} stopped answering ({type(exc).__name__}: {first})"
-                ) from None
+                raise fault from None
 
         return locked
 
@@ -205,10 +213,16 @@ class Tracker:
         lock = _sqlite_lock(uri)
         # the client makes a new database's schema, and the experiment is looked up and created,
         # under the lock: concurrent first runs make one schema and one experiment
-        with lock:
-            _new_sqlite_store(uri)
-            self.client = _Serialised(MlflowClient(tracking_uri=uri), lock, uri)
-            self.experiment_id = self._experiment_id(experiment, out)
+        try:
+            with lock:
+                _new_sqlite_store(uri)
+                self.client = _Serialised(MlflowClient(tracking_uri=uri), lock, uri)
+                self.experiment_id = self._experiment_id(experiment, out)
+        except Exception as exc:
+            fault = store_fault(exc, uri)
+            if fault is None:
+                raise
+            raise fault from None
 
     def _experiment_id(self, name: str, out: Path) -> str:
         from mlflow.exceptions import MlflowException
