@@ -215,14 +215,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_regress(args: argparse.Namespace) -> int:
-    from bench.reports.regress import SUITE, regress
+    from bench.reports.regress import load_suite, regress
 
-    entries = SUITE
+    entries = suite = load_suite()
     if args.only:
-        entries = tuple(e for e in SUITE if e.recipe in args.only)
-        unknown = set(args.only) - {e.recipe for e in SUITE}
+        entries = tuple(e for e in suite if e.recipe in args.only)
+        unknown = set(args.only) - {e.recipe for e in suite}
         if unknown:
-            suite = ", ".join(e.recipe for e in SUITE)
+            suite = ", ".join(e.recipe for e in suite)
             raise UserError(f"--only {' '.join(sorted(unknown))}: not in the suite ({suite})")
     options = from_namespace(RunOptions, args)
     return regress(options, entries, Path(args.baselines), args.record, args.jobs)

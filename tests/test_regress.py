@@ -9,7 +9,9 @@ import pytest
 
 import bench.reports.regress
 from bench.cli import main
-from bench.reports.regress import BASELINES, SUITE, drop_test, load_baselines, regress
+from bench.reports.regress import BASELINES, drop_test, load_baselines, load_suite, regress
+
+SUITE = load_suite()
 
 
 def test_drop_test_flags_a_significant_drop_and_tolerates_noise():
@@ -92,3 +94,19 @@ def test_an_entrys_own_tolerance_decides_its_test():
     baseline, measured = [21.0, 21.0], [19.5, 19.5]  # 1.5 pp lower, no spread
     assert drop_test(measured, baseline).failed
     assert not drop_test(measured, baseline, tolerance=3.0).failed
+
+
+def test_the_suite_file_is_validated(tmp_path):
+    """The suite is data (leaderboards/regress-suite.toml): an unknown key or a wrong type is
+    one line naming it, and every committed entry names a recipe that exists."""
+    from bench.core.errors import ConfigError
+    from bench.spec.recipes import recipe_names
+
+    assert {e.recipe for e in SUITE} <= set(recipe_names())
+    path = tmp_path / "suite.toml"
+    path.write_text('[[entry]]\nrecipe = "gm-mnist-ipc1"\ntolerence = 2.0\n')
+    with pytest.raises(ConfigError, match="tolerence"):
+        load_suite(path)
+    path.write_text('[[entry]]\nrecipe = "gm-mnist-ipc1"\ntolerance = "wide"\n')
+    with pytest.raises(ConfigError, match="tolerance"):
+        load_suite(path)

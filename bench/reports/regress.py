@@ -1,10 +1,12 @@
 """CI regression of measured accuracies (``python -m bench regress``).
 
-A fixed smoke suite (one DC recipe per dataset with real data on the CI machines, one coreset
-baseline and one entry per further method family) is re-run with seed 0 at the ``smoke`` budget,
-each run logged to MLflow like any reproduction, and compared with the baselines committed in
-``leaderboards/regress-smoke.json``: the per-network accuracies of the project's own measured
-smoke runs, with their run id, commit, seed and hardware (written by ``--record``).
+A fixed smoke suite, ``leaderboards/regress-suite.toml`` (one DC recipe per dataset with real
+data on the CI machines, one coreset baseline and one entry per further method family; the file
+says why each entry's overrides and tolerance are what they are), is re-run with seed 0 at the
+``smoke`` budget, each run logged to MLflow like any reproduction, and compared with the
+baselines committed in ``leaderboards/regress-smoke.json``: the per-network accuracies of the
+project's own measured smoke runs, with their run id, commit, seed and hardware (written by
+``--record``).
 
 An entry may shrink its recipe's smoke budget further (``overrides``, as ``--set``; recorded
 with the run) and may need files made first (``setup``: a command a method registers, e.g.
@@ -30,12 +32,16 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 from scipy import stats
 
-from bench.core.errors import UserError
+from bench.core.errors import ConfigError, UserError
 from bench.core.hashing import write_atomic
 from bench.core.paths import LEADERBOARDS_DIR
+from bench.core.schema import TomlModel, parse, read_toml
 
+SUITE_FILE = LEADERBOARDS_DIR / "regress-suite.toml"
+"""the suite: which recipes, with which overrides, setup and tolerances (and why)"""
 BASELINES = LEADERBOARDS_DIR / "regress-smoke.json"
 BUDGET = "smoke"
 SEED = 0
@@ -47,100 +53,52 @@ TEST = (
 )
 
 
-@dataclass(frozen=True)
-class SuiteEntry:
-    """A recipe of the suite and the dataset copy it runs on (``None``: the recipe's own)."""
+class SuiteEntry(TomlModel):
+    """One ``[[entry]]`` of the suite file: a recipe and the dataset copy it runs on."""
 
-    recipe: str
-    dataset: str | None = None
-    overrides: tuple[str, ...] = ()
-    """``--set`` items on top of the smoke budget; ``{work}`` is replaced by ``setup``'s folder"""
-    setup: tuple[str, ...] = ()
-    """argv of a registered command (``bench.spec.method.COMMANDS``) run before the recipe, with
-    ``{work}`` replaced by a fresh folder ``<out>/regress-setup/<recipe>`` and the run's
-    location options (``--data-root``, ``--out``, ``--device``, ...) appended"""
-    tolerance: float = TOLERANCE
-    """percentage points the mean may drop before the test can fail"""
-    tolerance_reason: str = ""
-    """why an entry's tolerance is not ``TOLERANCE``"""
+    recipe: str = Field(description="the recipe to run")
+    dataset: str | None = Field(None, description="the dataset copy (None: the recipe's own)")
+    overrides: list[str] = Field(
+        [], description="--set items on top of the smoke budget; {work} is setup's folder"
+    )
+    setup: list[str] = Field(
+        [],
+        description="argv of a registered command run before the recipe, with {work} replaced "
+        "by a fresh folder <out>/regress-setup/<recipe> and the run's location options appended",
+    )
+    tolerance: float = Field(
+        TOLERANCE, gt=0, description="percentage points the mean may drop before the test fails"
+    )
+    tolerance_reason: str = Field("", description="why the tolerance is not the default")
 
     @property
     def key(self) -> str:
         """``recipe`` or ``recipe@dataset copy``: the entry's name in the baseline file."""
-        return f"{self.recipe}@{self.dataset}" if self.dataset else self.recipe
+        return suite_key(self.recipe, self.dataset)
 
 
-GTN_TOLERANCE = 20.0
-"""GTN+GM's generator training amplifies floating-point differences: the same commit and seed
-gave 70.88% on an Intel Xeon and 64.82% on an AMD EPYC at the smoke budget. 20 pp holds on
-both and still fails on what breaks GTN (chance is 10%; the per-class BatchNorm bug 3.7%)."""
+class SuiteFile(TomlModel):
+    """The suite file: its ``[[entry]]`` tables, in the order they run."""
 
-_MTT_EXPERTS = tuple(
-    "experts --dataset cifar10-jpeg --model ConvNet --preprocessing zca --num-experts 1 --epochs 2 "
-    "--images-per-class 20 --experts-dir {work}/experts".split()
-)
-"""the tiny experts the MTT entry's overrides need (one ConvNet, 2 epochs on 200 images)"""
+    entry: list[SuiteEntry] = Field(min_length=1)
 
-SUITE = (
-    SuiteEntry("gm-mnist-ipc1"),
-    SuiteEntry("gm-fashionmnist-ipc1"),
-    SuiteEntry("gm-cifar10-ipc1", "cifar10-jpeg"),
-    SuiteEntry("random-mnist-ipc1"),
-    # Point clouds (dense network, faithful protocol): floor() of continuous coordinates turns
-    # float-level differences between CPU models into different voxels
-    SuiteEntry(
-        "pc-gm-mnist-pytorch-2layer",
-        tolerance=3.0,
-        tolerance_reason="coordinates are floored to voxels: float differences between CPU "
-        "models move points across voxel borders (proposed; the smoke set tests at 14 %, so a "
-        "wider tolerance could not see a fall to chance)",
-    ),
-    # GTN family: the balanced-batch variant (the faithful per-class one tests near chance, so a
-    # drop could not show), 3 learners x 3 matching steps, the last generator, 3 MLPs on the
-    # generator's stream: the test passes of ConvNet on 10,000 images would dominate the time
-    SuiteEntry(
-        "gtn-gm-mnist-fixed",
-        overrides=(
-            "method.iterations=3",
-            "method.outer_loop=3",
-            "method.batch_real=32",
-            "method.select_every=0",
-            "eval.models=MLP",
-        ),
-        tolerance=GTN_TOLERANCE,
-        tolerance_reason="generator training amplifies float differences between CPU models "
-        "(GTN_TOLERANCE)",
-    ),
-    # MTT: ZCA, one tiny expert made within the run (2 epochs of 200 images at batch 256: two
-    # SGD steps, so the student takes two as well), trajectory matching with the learned rate
-    # and DSA, the evaluation with that rate. With syn_steps=10 the student overshot the
-    # expert's two steps 90-fold and the set fell to chance (8.95%): not a usable baseline.
-    SuiteEntry(
-        "mtt-cifar10-ipc1",
-        "cifar10-jpeg",
-        overrides=(
-            "method.experts_dir={work}/experts",
-            "method.num_experts=1",
-            "method.expert_train_epochs=2",
-            "method.expert_images_per_class=20",
-            "method.max_start_epoch=1",
-            "method.syn_steps=2",
-            "method.iterations=10",
-            "method.eval_every=0",
-            "eval.epochs=100",
-            "eval.num_eval=3",
-        ),
-        setup=_MTT_EXPERTS,
-        tolerance=3.0,
-        tolerance_reason=(
-            "proposed, not yet measured on both CPU models: ten image updates at lr_img 100 "
-            "through unrolled second-order steps amplify float-level differences (summation "
-            "order in the ZCA fit and the convolutions differs between Intel and AMD kernels) "
-            "into different synthetic pixels, and 3 networks trained on 10 images differ by "
-            "points; a broken MTT (chance level, 10%) still falls far below"
-        ),
-    ),
-)
+
+def suite_key(recipe: str, dataset: str | None) -> str:
+    """The name of an entry (and of its baseline): ``recipe`` or ``recipe@dataset copy``."""
+    return f"{recipe}@{dataset}" if dataset else recipe
+
+
+def load_suite(path: Path = SUITE_FILE) -> tuple[SuiteEntry, ...]:
+    """The entries of the suite file ``path``.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or does not fit ``SuiteFile`` (one line
+            per problem).
+    """
+    if not path.is_file():
+        raise ConfigError(f"no regression suite at {path}: run from a checkout of the suite")
+    suite = parse(SuiteFile, read_toml(path, "regression suite"), f"regression suite {path.name}")
+    return tuple(suite.entry)
 
 
 @dataclass(frozen=True)
@@ -163,7 +121,7 @@ class Baseline:
     @property
     def key(self) -> str:
         """The ``SuiteEntry.key`` this baseline belongs to."""
-        return SuiteEntry(self.recipe, self.dataset).key
+        return suite_key(self.recipe, self.dataset)
 
 
 @dataclass(frozen=True)
