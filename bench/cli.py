@@ -1,5 +1,5 @@
-"""Command line: ``python -m bench {list, methods, validate, schema, reproduce, evaluate, sweep,
-regress, leaderboard, speed}`` plus the commands methods register (``experts``).
+"""Command line: ``python -m bench {list, methods, validate, schema, reproduce, evaluate, plan,
+sweep, regress, leaderboard, speed}`` plus the commands methods register (``experts``).
 
 The options of ``reproduce``, ``evaluate``, ``regress`` and ``sweep`` are generated from the
 dataclasses of ``bench.run.options``; this module knows no method by name (methods come from the
@@ -184,11 +184,36 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_fields(method) -> int:
+    """Print ``method``'s config fields, as recipe ``[method]`` keys and ``--set method.KEY``."""
+    import textwrap
+
+    from tabulate import tabulate
+
+    from bench.core.config import field_help
+
+    print(f"{method.name}: {method.description}")
+    print(f"config {method.config_class.__name__} (recipe [method] keys, --set method.KEY=VALUE)")
+    rows = [
+        [
+            f.name,
+            f.type,
+            f.default,
+            textwrap.fill(("(speed only) " if f.speed_only else "") + f.description, 60),
+        ]
+        for f in field_help(method.config_class)
+    ]
+    print(tabulate(rows, headers=["key", "type", "default", "description"], tablefmt="simple"))
+    return 0
+
+
 def _cmd_methods(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     from bench.spec.method import load_method, registered_methods
 
+    if args.name:
+        return _method_fields(load_method(args.name))
     rows = []
     for name, target in sorted(registered_methods().items()):
         try:
@@ -341,7 +366,20 @@ def _includes() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m bench`` argument parser and its subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("distillbench")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        installed = "unknown (not installed)"
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="DistillBench: re-run published dataset-distillation methods on their "
+        "papers' protocol and judge whether the published accuracies hold. Commands: list, "
+        "methods, validate, schema, reproduce, evaluate, plan, sweep, regress, leaderboard, "
+        "speed, and those methods register (experts). README.md walks through them.",
+    )
+    parser.add_argument("--version", action="version", version=f"distillbench {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
     includes = [_includes()]
 
@@ -355,7 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("methods", help="registered methods (built-in and installed plugins)")
+    p = sub.add_parser(
+        "methods",
+        help="registered methods (built-in and installed plugins); with a name, its config "
+        "fields (type, default, description): the keys of a recipe's [method] table and --set",
+    )
+    p.add_argument("name", nargs="?", help="a method whose config fields to list")
     p.set_defaults(func=_cmd_methods)
 
     p = sub.add_parser(
@@ -539,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     130 after Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     keep_freed_memory()  # before any tensor: half of a DC iteration's CPU time was page faults
-    forwarded = _forwarded(argv)
     try:
+        forwarded = _forwarded(argv)
         if forwarded is not None:
             return forwarded()
         args = build_parser().parse_args(argv)

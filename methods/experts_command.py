@@ -1,4 +1,4 @@
-"""``python -m bench experts`` (registered in ``bench.spec.method.COMMANDS``): generate MTT's
+"""``python -m bench experts`` (registered as an entry point of group ``distillbench.commands``): generate MTT's
 expert trajectories with progress and an MLflow run (config, provenance, each expert's test
 accuracy, the manifest as an artifact)."""
 

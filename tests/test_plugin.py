@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.cli import main
 from bench.core.paths import REPO_ROOT
 from bench.spec.method import Kind, load_method, registered_methods
 
@@ -128,3 +129,52 @@ def test_the_readmes_walk_reproduces_then_evaluates_the_examples_set(installed_e
 
     made, judged = sorted(tmp_path.glob("sets/*/accuracies.json"), key=lambda p: p.stat().st_mtime)
     assert accuracies(made) == accuracies(judged)
+
+
+def test_a_name_registered_twice_is_one_line_naming_both(monkeypatch, capsys):
+    """A plugin taking a built-in's name (or two plugins one name) is refused, not resolved by
+    the order of installation."""
+    from importlib.metadata import EntryPoint
+
+    import bench.spec.method as registry
+
+    clash = [
+        EntryPoint("gm", "methods.gm:METHOD", registry.METHOD_GROUP),
+        EntryPoint("gm", "someone_else.gm:METHOD", registry.METHOD_GROUP),
+    ]
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: clash * (group == "distillbench.methods")
+    )
+    assert main(["methods"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'gm' is registered twice" in err
+    assert "methods.gm:METHOD" in err and "someone_else.gm:METHOD" in err
+    # the same target twice (stale metadata of one package) is one registration
+    monkeypatch.setattr(registry, "entry_points", lambda group: clash[:1] * 2)
+    assert registered_methods() == {"gm": "methods.gm:METHOD"}
+
+
+def test_methods_lists_a_config_with_its_field_docstrings(capsys):
+    """``bench methods gm``: every GMConfig field with its annotation, default and the
+    docstring written under it in methods/gm.py."""
+    import dataclasses
+
+    from methods.gm import GMConfig
+
+    assert main(["methods", "gm"]) == 0
+    out = capsys.readouterr().out
+    for f in dataclasses.fields(GMConfig):
+        assert f"\n{f.name} " in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "int | None" in lines["outer_loop"] and "None" in lines["outer_loop"]
+    assert "0.1" in lines["lr_img"] and "SGD learning rate of the synthetic images" in out
+    assert "(speed only)" in lines["compile"]
+
+
+def test_version_is_the_installed_distribution(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"distillbench {version('distillbench')}"

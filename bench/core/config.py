@@ -20,6 +20,9 @@ from bench.core.errors import ConfigError
 T = TypeVar("T")
 _UNIONS = (Union, types.UnionType)  # Optional[int] and int | None
 
+BUDGETS = ("smoke", "reduced", "paper")
+"""the budgets every recipe defines, cheapest first; ``paper`` is the published protocol"""
+
 SPEED_ONLY = {"speed_only": True}
 """field metadata of config fields that change how fast a result is computed, not the result;
 overriding them does not take a run off the paper's protocol (``RunConfig.off_protocol``)"""
@@ -34,6 +37,65 @@ def field_types(cls: type) -> dict[str, Any]:
     """Resolved type annotations of a dataclass's fields."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldHelp:
+    """One config field as help shows it."""
+
+    name: str
+    type: str
+    """the annotation as written (``int | None``, ``Literal['noise', 'real']``)"""
+    default: str
+    description: str
+    """the attribute docstring below the field, whitespace collapsed ("" if none)"""
+    speed_only: bool
+
+
+def field_help(cls: type) -> list[FieldHelp]:
+    """The fields of config dataclass ``cls`` in order, with the attribute docstring written
+    under each (read from the source with ``ast``; the convention of the suite's configs)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):  # a subclass's docstring wins
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # no source (a compiled or dynamic class)
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, [*body[1:], None], strict=True):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                annotations[node.target.id] = ast.unparse(node.annotation)
+                if (
+                    isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)
+                ):
+                    docs[node.target.id] = " ".join(after.value.value.split())
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        rows.append(
+            FieldHelp(
+                f.name,
+                annotations.get(f.name, str(f.type)),
+                default,
+                docs.get(f.name, ""),
+                bool(f.metadata.get("speed_only")),
+            )
+        )
+    return rows
 
 
 def unknown_key_error(key: str, known: list[str], where: str) -> ConfigError:

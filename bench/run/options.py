@@ -18,11 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import MAX_COUNT
+from bench.core.config import BUDGETS, MAX_COUNT
 from bench.core.errors import UserError
 from bench.core.paths import include_paths
-
-BUDGETS = ("smoke", "reduced", "paper")
 
 
 def option(default: Any, help: str, **argparse_kwargs: Any) -> Any:

@@ -7,11 +7,12 @@ A method is one module that defines its frozen config dataclass (defaults = the 
     METHOD = Method(name="gm", config_class=GMConfig, kind=Kind.DISTILLED, distill=distill)
 
 The registry maps names to ``"module:attribute"`` strings and imports a method only when it is
-used, so listing recipes imports no torch model code. Built-in methods are listed in
-``BUILTIN``; packages outside this repository register theirs through the
-``distillbench.methods`` entry-point group (``name = "package.module:METHOD"``). Extra
-subcommands a method brings (MTT's ``experts``) are registered the same way in ``COMMANDS`` /
-the ``distillbench.commands`` group, as ``"module:function"`` taking the argv after the command.
+used, so listing recipes imports no torch model code. Every method, built-in or not, registers
+through the ``distillbench.methods`` entry-point group (``name = "package.module:METHOD"``; the
+built-ins in this project's pyproject.toml), so nothing here names a method; a name registered
+twice is an error naming both. Extra subcommands a method brings (MTT's ``experts``) are
+registered the same way in the ``distillbench.commands`` group, as ``"module:function"`` taking
+the argv after the command.
 """
 
 from __future__ import annotations
@@ -34,22 +35,6 @@ if TYPE_CHECKING:
 
 METHOD_GROUP = "distillbench.methods"
 COMMAND_GROUP = "distillbench.commands"
-
-BUILTIN: dict[str, str] = {
-    "gm": "methods.gm:METHOD",
-    "random": "methods.coreset:RANDOM",
-    "herding": "methods.coreset:HERDING",
-    "whole": "methods.whole:METHOD",
-    "pc-gm": "methods.pc_gm:METHOD",
-    "mtt": "methods.mtt:METHOD",
-    "gtn-gm": "methods.gtn:GTN_GM",
-    "gtn-ift": "methods.gtn:GTN_IFT",
-    "gtn-unrolled": "methods.gtn:GTN_UNROLLED",
-}
-"""name -> ``"module:attribute"`` of its ``Method``"""
-
-COMMANDS: dict[str, str] = {"experts": "methods.experts_command:main"}
-"""extra ``python -m bench`` subcommand -> ``"module:function"``, ``function(argv) -> int``"""
 
 
 class Kind(enum.Enum):
@@ -102,7 +87,7 @@ class Distill(Protocol):
         The ``SyntheticSet`` (images ``[K * ipc, C, H, W]``, labels ``[K * ipc]``).
 
     Raises:
-        DivergedError: a loss became NaN/inf (see ``bench.spec.divergence.check_finite``).
+        DivergedError: a loss became NaN/inf (see ``bench.spec.outer_loop.OuterLoop.check_finite``).
         ConfigError: the config cannot run on this data or ipc.
     """
 
@@ -189,22 +174,43 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
+def _registry(group: str) -> dict[str, str]:
+    """Name -> ``"module:attribute"`` of every entry point in ``group`` (the suite's own
+    built-ins are entry points of the ``distillbench`` distribution, pyproject.toml). Imports
+    nothing.
+
+    Raises:
+        ConfigError: one name registered to two different targets (two packages, or a plugin
+            taking a built-in's name), naming both and their packages.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for point in entry_points(group=group):
+        package = point.dist.name if point.dist is not None else "an unknown package"
+        if point.name in found and found[point.name][0] != point.value:
+            first, first_package = found[point.name]
+            raise ConfigError(
+                f"{point.name!r} is registered twice in {group}: as {first} by {first_package} "
+                f"and as {point.value} by {package}; uninstall one or rename its entry point"
+            )
+        found.setdefault(point.name, (point.value, package))
+    return {name: target for name, (target, _) in found.items()}
+
+
 def registered_methods() -> dict[str, str]:
-    """Every method name -> its ``"module:attribute"``: the built-in ones and those of
-    installed packages (entry-point group ``distillbench.methods``). Imports nothing."""
-    found = dict(BUILTIN)
-    for point in entry_points(group=METHOD_GROUP):
-        found.setdefault(point.name, point.value)
-    return found
+    """Every method name -> its ``"module:attribute"``: the entry points of group
+    ``distillbench.methods``, the built-in ones (this project's pyproject.toml) and those of
+    installed plugins. Imports nothing.
+
+    Raises:
+        ConfigError: a name registered twice (``_registry``).
+    """
+    return _registry(METHOD_GROUP)
 
 
 def registered_commands() -> dict[str, str]:
-    """Extra subcommand name -> ``"module:function"`` (built-in and entry-point group
-    ``distillbench.commands``). Imports nothing."""
-    found = dict(COMMANDS)
-    for point in entry_points(group=COMMAND_GROUP):
-        found.setdefault(point.name, point.value)
-    return found
+    """Extra subcommand name -> ``"module:function"`` (entry-point group
+    ``distillbench.commands``, built-in and plugins'). Imports nothing."""
+    return _registry(COMMAND_GROUP)
 
 
 def load_method(name: str) -> Method:
@@ -214,6 +220,11 @@ def load_method(name: str) -> Method:
         ConfigError: unknown name, or its target is not a ``Method`` or cannot be imported.
     """
     known = registered_methods()
+    if not known:
+        raise ConfigError(
+            "no method is registered: install the suite (pip install -e .), whose entry points "
+            "register the built-in methods"
+        )
     if name not in known:
         raise ConfigError(f"unknown method {name!r}; known: {', '.join(sorted(known))}")
     try:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import apply_overrides, speed_only_fields
+from bench.core.config import BUDGETS, apply_overrides, speed_only_fields
 from bench.core.errors import ConfigError
 from bench.core.paths import RECIPES_DIR as RECIPES_DIR  # re-exported for older callers
 from bench.core.paths import find_toml, recipe_dirs, toml_files
@@ -30,8 +30,6 @@ from bench.core.schema import parse, read_toml
 from bench.evaluation.stats import Published, Quote
 from bench.spec.recipe_schema import STATISTICS as STATISTICS  # re-exported
 from bench.spec.recipe_schema import GroupModel, RecipeModel
-
-BUDGETS = ("smoke", "reduced", "paper")
 
 
 @dataclass(frozen=True)
