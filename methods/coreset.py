@@ -23,14 +23,20 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench.core.config import SPEED_ONLY, require_positive
-from bench.core.errors import ConfigError
-from bench.core.seeds import derive_seed
-from bench.data.preprocess import Preprocessing, check_preprocessing, prepare_real
-from bench.data.real import RealSet
-from bench.data.synthetic import SyntheticSet
-from bench.evaluation.networks import NETWORKS
-from bench.spec.method import Kind, Method
+from bench.api import (
+    NETWORKS,
+    SPEED_ONLY,
+    ConfigError,
+    Kind,
+    Method,
+    Preprocessing,
+    RealSet,
+    SyntheticSet,
+    check_preprocessing,
+    derive_seed,
+    prepare_real,
+    require_positive,
+)
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,7 @@ def select_herding(
     """Herding coreset: train ``config.model`` on the whole ``real`` training split (initial
     parameters and data order from ``seed``), compute its ``embed`` features ``[N, d]`` and
     herd ``ipc`` images per class (``[K * ipc, C, H, W]``, class-major)."""
-    from bench.evaluation.evaluate import EvalProtocol, train_on_synthetic
+    from bench.api import EvalProtocol, train_on_synthetic
     from methods.whole import WholeConfig, whole_training_set
 
     card = real.card

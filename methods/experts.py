@@ -40,13 +40,22 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from bench.core.config import require_learning_rates, require_positive
-from bench.core.errors import CheckpointError, ConfigError, DataNotFoundError
-from bench.core.hashing import atomic_target, sha256_file, write_atomic
-from bench.core.seeds import derive_seed
-from bench.data.preprocess import Preprocessing, check_preprocessing
-from bench.data.real import RealSet
-from bench.evaluation.networks import NETWORKS, build_network
+from bench.api import (
+    NETWORKS,
+    CheckpointError,
+    ConfigError,
+    DataNotFoundError,
+    Preprocessing,
+    RealSet,
+    atomic_target,
+    build_network,
+    check_preprocessing,
+    derive_seed,
+    require_learning_rates,
+    require_positive,
+    sha256_file,
+    write_atomic,
+)
 
 FORMAT = "distillbench.expert_trajectories/1"
 
@@ -155,7 +164,7 @@ def _subset(real: RealSet, per_class: int | None) -> RealSet:
 def _new_manifest(
     config: ExpertConfig, real: RealSet, net: torch.nn.Module, device: torch.device
 ) -> dict:
-    from bench.core.provenance import provenance_tags
+    from bench.api import provenance_tags
 
     tags = provenance_tags(device)
     return {
@@ -223,8 +232,7 @@ def generate_experts(
         ConfigError: the folder holds experts made with another training config or
             preprocessing, or ``real`` is not preprocessed as ``config.preprocessing`` says.
     """
-    from bench.evaluation.evaluate import test_accuracy
-    from bench.evaluation.schedule import training_batches
+    from bench.api import test_accuracy, training_batches
 
     kind = real.preprocessing_description()["kind"]
     if kind != config.preprocessing:

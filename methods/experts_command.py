@@ -1,6 +1,6 @@
-"""``python -m bench experts`` (registered as an entry point of group ``distillbench.commands``): generate MTT's
-expert trajectories with progress and an MLflow run (config, provenance, each expert's test
-accuracy, the manifest as an artifact)."""
+"""``python -m bench experts`` (an entry point of group ``distillbench.commands``): generate
+MTT's expert trajectories with progress and an MLflow run (config, provenance, each expert's
+test accuracy, the manifest as an artifact)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.core.config import as_flat_dict
-from bench.core.provenance import provenance_tags
-from bench.data.preprocess import PREPROCESSING, prepare_real
-from bench.data.real import load_card, load_real
-from bench.run.tracking import Tracker, resolve_tracking_uri
+from bench.api import (
+    PREPROCESSING,
+    Tracker,
+    as_flat_dict,
+    load_card,
+    load_real,
+    prepare_real,
+    provenance_tags,
+    resolve_tracking_uri,
+)
 from methods.experts import ExpertConfig, generate_experts, trajectory_folder
 
 
@@ -77,8 +82,7 @@ def main(argv: list[str]) -> int:
     """``python -m bench experts [options]``: parse the options and run ``make_experts``."""
     import argparse
 
-    from bench.core.device import pick_device
-    from bench.run.options import Location, add_options, from_namespace
+    from bench.api import Location, add_options, from_namespace, pick_device
 
     p = argparse.ArgumentParser(
         prog="python -m bench experts",

@@ -36,14 +36,23 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
-from bench.core.errors import ConfigError
-from bench.core.seeds import derive_seed
-from bench.data.real import RealSet, smallest_class
-from bench.data.synthetic import SyntheticSet
-from bench.evaluation.networks import NETWORKS, build_network
-from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
-from bench.spec.outer_loop import OuterLoop
+from bench.api import (
+    NETWORKS,
+    SPEED_ONLY,
+    AfterIteration,
+    ConfigError,
+    EvaluateDuring,
+    Kind,
+    Method,
+    OuterLoop,
+    RealSet,
+    SyntheticSet,
+    build_network,
+    derive_seed,
+    require_learning_rates,
+    require_positive,
+    smallest_class,
+)
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 

@@ -45,21 +45,25 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.core.config import speed_only_fields
-from bench.core.device import pick_device
-from bench.core.errors import UserError
-from bench.core.hashing import write_atomic
-from bench.core.provenance import git_commit, hardware, package_versions
-from bench.data.real import load_card, load_real
-from bench.data.synthetic import SyntheticSet
-from bench.evaluation.cpu_inference import channels_last_copy
-from bench.evaluation.evaluate import (
+from bench.api import (
     EvalProtocol,
+    SyntheticSet,
+    UserError,
+    channels_last_copy,
+    gemm_rates_gflops,
+    git_commit,
+    hardware,
+    load_card,
+    load_real,
+    package_versions,
+    peak_memory_mb,
+    pick_device,
     predictions,
+    speed_only_fields,
     test_batch,
     train_on_synthetic,
+    write_atomic,
 )
-from bench.speed.benchmark import gemm_rates_gflops, peak_memory_mb
 from methods.gm import GMConfig, distill, loops_for
 
 VARIANTS: dict[str, dict] = {
@@ -238,7 +242,7 @@ def _compare_batched_evaluation(
     """(sequential, batched) network-epochs per second (medians of ``repeats`` interleaved
     rounds) for ``networks`` ConvNet-3s on the same noise synthetic set and seeds, and the
     largest relative parameter difference between them."""
-    from bench.evaluation.batched import train_many
+    from bench.api import train_many
 
     synset = _noise_set(card, ipc)
     protocol = EvalProtocol(augmentation="dc", epochs=epochs - 1)

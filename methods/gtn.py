@@ -85,20 +85,28 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.core.config import require_in_range, require_learning_rates, require_positive
-from bench.core.errors import ConfigError, ShapeError
-from bench.core.seeds import derive_seed
-from bench.data.real import RealSet
-from bench.data.synthetic import GENERATOR_PREFIX, SyntheticSet
-from bench.evaluation.evaluate import (
+from bench.api import (
+    GENERATOR_PREFIX,
+    NETWORKS,
+    AfterIteration,
+    ConfigError,
     EvalProtocol,
+    EvaluateDuring,
+    Kind,
+    Method,
+    OuterLoop,
+    RealSet,
+    ShapeError,
+    SyntheticSet,
     SyntheticStream,
+    build_network,
+    derive_seed,
+    require_in_range,
+    require_learning_rates,
+    require_positive,
     test_accuracy,
     train_on_synthetic,
 )
-from bench.evaluation.networks import NETWORKS, build_network
-from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
-from bench.spec.outer_loop import OuterLoop
 from methods.gm import gradient_distance
 
 # Seed streams (first key of derive_seed).

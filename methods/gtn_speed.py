@@ -30,8 +30,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.core.provenance import hardware
-from bench.speed.benchmark import peak_memory_mb, write_record
+from bench.api import hardware, peak_memory_mb, write_record
 
 VARIANTS = ("gm", "ift", "unrolled")
 
@@ -96,7 +95,7 @@ def variant_config(variant: str, inner_steps: int, **overrides):
 
 def mnist_shaped_real(images: int = 12000):
     """A RealSet of ``images`` random MNIST-shaped images (cost measurements only)."""
-    from bench.data.real import RealSet, load_card
+    from bench.api import RealSet, load_card
 
     generator = torch.Generator().manual_seed(0)
     return RealSet(
@@ -189,7 +188,7 @@ def main(argv: list[str]) -> int:
     side (``run_gtn_benchmark``)."""
     import argparse
 
-    from bench.core.device import pick_device
+    from bench.api import pick_device
 
     p = argparse.ArgumentParser(prog="python -m bench speed gtn-gm")
     p.add_argument(

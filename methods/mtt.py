@@ -77,20 +77,26 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import SPEED_ONLY, require_learning_rates, require_positive
-from bench.core.errors import ConfigError
-from bench.core.seeds import derive_seed
-from bench.data.preprocess import (
+from bench.api import (
+    NETWORKS,
+    SPEED_ONLY,
+    AfterIteration,
+    ConfigError,
+    EvaluateDuring,
+    Kind,
+    Method,
+    OuterLoop,
     Preprocessing,
+    RealSet,
+    SyntheticSet,
+    build_network,
     check_preprocessing,
+    derive_seed,
     describe,
     prepare_real,
+    require_learning_rates,
+    require_positive,
 )
-from bench.data.real import RealSet
-from bench.data.synthetic import SyntheticSet
-from bench.evaluation.networks import NETWORKS, build_network
-from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
-from bench.spec.outer_loop import OuterLoop
 from methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
 from methods.gm import initial_synthetic_images
 
@@ -255,7 +261,7 @@ def trajectory_matching_loss(
     """
     from torch.func import functional_call
 
-    from bench.data.dsa import dsa_augment
+    from bench.api import dsa_augment
 
     shapes = {name: p.shape for name, p in net.named_parameters()}
     batch = config.batch_syn or len(labels)

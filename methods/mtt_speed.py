@@ -25,13 +25,12 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.core.provenance import hardware
-from bench.speed.benchmark import peak_memory_mb, write_record
+from bench.api import hardware, peak_memory_mb, write_record
 
 
 def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, device: str):
     """Time and peak memory of MTT iterations for one case (run in a fresh process)."""
-    from bench.evaluation.networks import build_network
+    from bench.api import build_network
     from methods.mtt import MTTConfig, trajectory_matching_loss
 
     dev = torch.device(device)
@@ -107,7 +106,7 @@ def main(argv: list[str]) -> int:
     """``python -m bench speed mtt [options]`` (``run_mtt_benchmark``)."""
     import argparse
 
-    from bench.core.device import pick_device
+    from bench.api import pick_device
 
     p = argparse.ArgumentParser(prog="python -m bench speed mtt")
     p.add_argument("--ipc", type=int, nargs="+", default=[1], help="ipc values (default: 1)")

@@ -65,13 +65,22 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.core.config import require_learning_rates, require_positive
-from bench.core.errors import ConfigError, EnvironmentFault
-from bench.core.seeds import derive_seed
-from bench.data.real import RealSet, denormalise, normalise
-from bench.data.synthetic import SyntheticSet
-from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
-from bench.spec.outer_loop import OuterLoop
+from bench.api import (
+    AfterIteration,
+    ConfigError,
+    EnvironmentFault,
+    EvaluateDuring,
+    Kind,
+    Method,
+    OuterLoop,
+    RealSet,
+    SyntheticSet,
+    denormalise,
+    derive_seed,
+    normalise,
+    require_learning_rates,
+    require_positive,
+)
 from methods.gm import gradient_distance
 from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet, import_minkowski
 from methods.pointclouds import (

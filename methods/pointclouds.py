@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.core.hashing import atomic_target
+from bench.api import atomic_target
 
 GRID = (1, 28, 28)
 """the occupancy grid of point-cloud MNIST: (depth, height, width)"""

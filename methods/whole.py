@@ -8,10 +8,15 @@ from typing import Any
 
 import torch
 
-from bench.data.preprocess import Preprocessing, check_preprocessing, prepare_real
-from bench.data.real import RealSet
-from bench.data.synthetic import SyntheticSet
-from bench.spec.method import Kind, Method
+from bench.api import (
+    Kind,
+    Method,
+    Preprocessing,
+    RealSet,
+    SyntheticSet,
+    check_preprocessing,
+    prepare_real,
+)
 
 
 @dataclass(frozen=True)

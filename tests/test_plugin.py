@@ -178,3 +178,21 @@ def test_version_is_the_installed_distribution(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"distillbench {version('distillbench')}"
+
+
+def test_the_example_and_the_builtins_import_bench_only_through_the_api():
+    """A method author needs one public module, ``bench.api`` (import-linter checks methods/;
+    the example package is not installed where it runs, so its imports are read here)."""
+    import ast
+
+    files = [*EXAMPLE.rglob("src/**/*.py"), *(REPO_ROOT / "methods").glob("*.py")]
+    assert files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            for module in modules:
+                assert module == "bench.api" or not module.startswith("bench"), (path, module)

@@ -19,14 +19,19 @@ from typing import Any
 
 import torch
 
-from bench.core.config import require_positive
-from bench.core.errors import ConfigError
-from bench.core.seeds import derive_seed
-from bench.data.real import RealSet
-from bench.data.synthetic import SyntheticSet
-from bench.evaluation.networks import build_network
-from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
-from bench.spec.outer_loop import OuterLoop
+from bench.api import (
+    AfterIteration,
+    ConfigError,
+    EvaluateDuring,
+    Kind,
+    Method,
+    OuterLoop,
+    RealSet,
+    SyntheticSet,
+    build_network,
+    derive_seed,
+    require_positive,
+)
 
 
 @dataclass(frozen=True)
