@@ -232,3 +232,20 @@ def test_a_damaged_record_is_named_and_left_out(tmp_path, capsys):
     assert f"git checkout -- {damaged}" in line
     for name in ("mtt.md", "gtn.md", "pc-gm-report.md"):
         assert (out / name).is_file()
+
+
+def test_every_link_in_the_committed_tables_resolves():
+    """Each relative link of leaderboards/*.md (run records, committed set files, pictures)
+    names a file of the checkout."""
+    import re
+
+    from bench.core.paths import LEADERBOARDS_DIR
+
+    checked = 0
+    for table in LEADERBOARDS_DIR.glob("*.md"):
+        for target in re.findall(r"\]\(([^)#\s]+)\)", table.read_text()):
+            if "://" in target:
+                continue
+            assert (table.parent / target).exists(), (table.name, target)
+            checked += 1
+    assert checked

@@ -211,8 +211,9 @@ def _fmt_verdict(row: Row) -> str:
 def _fmt_shard(run: MeasuredRun) -> str:
     """`` sets 0-1 of 5 (seed 0; files: runs/<id>/set0.safetensors, ...)`` for a shard or a run
     whose set files are committed; empty for an uncommitted full run."""
+    # the tables live in leaderboards/, the files in leaderboards/runs/
     indices = tuple(s.index for s in run.set_records)
-    files = [f"[set{s.index}]({s.file})" for s in run.set_records if s.file]
+    files = [f"[set{s.index}](runs/{s.file})" for s in run.set_records if s.file]
     if len(indices) == run.design_sets and not files:
         return ""
     text = f" sets {format_sets(indices)} of {run.design_sets} (seed {run.design[1]}"
