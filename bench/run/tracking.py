@@ -164,6 +164,20 @@ def _new_sqlite_store(uri: str) -> None:
     shutil.copyfile(template, database)
 
 
+@contextlib.contextmanager
+def _store_faults(uri: str):
+    """Within this block an exception that is a fault of the store ``uri`` (damaged, locked,
+    full, unreachable: ``bench.core.faults.store_fault``) becomes its one-line
+    ``TrackingError``; any other exception propagates as it is."""
+    try:
+        yield
+    except Exception as exc:
+        fault = store_fault(exc, uri)
+        if fault is None:
+            raise
+        raise fault from None
+
+
 class _Serialised:
     """``client`` with every method call made while holding ``lock``; a store that cannot be
     reached or written raises ``TrackingError``."""
@@ -178,14 +192,8 @@ class _Serialised:
 
         @functools.wraps(attribute)
         def locked(*args, **kwargs):
-            try:
-                with self._lock:
-                    return attribute(*args, **kwargs)
-            except Exception as exc:
-                fault = store_fault(exc, self._uri)
-                if fault is None:
-                    raise
-                raise fault from None
+            with _store_faults(self._uri), self._lock:
+                return attribute(*args, **kwargs)
 
         return locked
 
@@ -213,16 +221,10 @@ class Tracker:
         lock = _sqlite_lock(uri)
         # the client makes a new database's schema, and the experiment is looked up and created,
         # under the lock: concurrent first runs make one schema and one experiment
-        try:
-            with lock:
-                _new_sqlite_store(uri)
-                self.client = _Serialised(MlflowClient(tracking_uri=uri), lock, uri)
-                self.experiment_id = self._experiment_id(experiment, out)
-        except Exception as exc:
-            fault = store_fault(exc, uri)
-            if fault is None:
-                raise
-            raise fault from None
+        with _store_faults(uri), lock:
+            _new_sqlite_store(uri)
+            self.client = _Serialised(MlflowClient(tracking_uri=uri), lock, uri)
+            self.experiment_id = self._experiment_id(experiment, out)
 
     def _experiment_id(self, name: str, out: Path) -> str:
         from mlflow.exceptions import MlflowException
