@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -741,3 +742,32 @@ def test_a_second_writer_of_a_run_is_refused_and_a_dead_ones_lock_taken_over(
     assert parents[0].info.status == "FINISHED"
     losses = tracker.client.get_metric_history(children[0].info.run_id, "distill/loss")
     assert sorted(m.step for m in losses) == list(range(6))  # no step logged twice
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals reach it only"
+)
+def test_after_an_interrupt_both_signals_stay_ignored_and_otherwise_are_restored():
+    """A second Ctrl-C 50 ms after the first once arrived after the clean-up, while the CLI was
+    printing the resume command, and killed the process by SIGINT (rc -2) instead of exit 130."""
+    from bench.run.runner import signals_as_interrupt
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with signals_as_interrupt():
+            assert signal.getsignal(signal.SIGINT) is not before[signal.SIGINT]
+        assert {s: signal.getsignal(s) for s in before} == before
+        with pytest.raises(KeyboardInterrupt):
+            with signals_as_interrupt():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the handler raises within this
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)  # ignored: the test goes on
+        with pytest.raises(UserError):
+            with signals_as_interrupt():
+                raise UserError("not an interrupt")
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # the state before that block
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)

@@ -77,9 +77,10 @@ def signals_as_interrupt():
     """Within this block SIGTERM raises ``Terminated`` (a ``KeyboardInterrupt``) in the main
     thread, so a scheduler or sweep stopping the task gets what Ctrl-C gets: runs marked
     FAILED, artifacts kept, the resume command printed. After the first SIGINT or SIGTERM both
-    are ignored until the block ends, so that a second Ctrl-C (or a scheduler's repeated
-    SIGTERM) cannot cut that clean-up short and leave the run RUNNING. A no-op outside the main
-    thread (Python delivers signals there only)."""
+    stay ignored, also after the block, so that a second Ctrl-C (or a scheduler's repeated
+    SIGTERM) cannot cut the clean-up or the exit after it short and leave the run RUNNING or
+    the process killed by the signal. The handlers are restored when the block ends without an
+    interrupt. A no-op outside the main thread (Python delivers signals there only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -92,11 +93,16 @@ def signals_as_interrupt():
         raise KeyboardInterrupt
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupted = False
     try:
         yield
+    except KeyboardInterrupt:
+        interrupted = True  # both signals stay ignored: the process is on its way out
+        raise
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        if not interrupted:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def reproduce(name: str, options: RunOptions) -> list[Verdict]:
