@@ -144,7 +144,6 @@ def _coreset(real: RealSet, indices: torch.Tensor, method: str, ipc: int, seed: 
         dataset=real.card.name,
         ipc=ipc,
         seed=seed,
-        config_hash="",
         extras={"indices": indices},
     )
 

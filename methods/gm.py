@@ -408,7 +408,12 @@ def distill(
         resume,
         after_iteration,
         synthetic_set=lambda: SyntheticSet(
-            images.detach().cpu().clone(), labels.clone(), "gm", card.name, ipc, seed, ""
+            images=images.detach().cpu().clone(),
+            labels=labels.clone(),
+            method="gm",
+            dataset=card.name,
+            ipc=ipc,
+            seed=seed,
         ),
         state=lambda: {
             "images": images.detach().cpu().clone(),

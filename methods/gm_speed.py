@@ -159,7 +159,9 @@ def _noise_set(card, ipc: int) -> SyntheticSet:
         card.num_classes * ipc, card.channels, *card.image_size, generator=generator
     )
     labels = torch.arange(card.num_classes).repeat_interleave(ipc)
-    return SyntheticSet(images, labels, "bench", card.name, ipc, 0, "")
+    return SyntheticSet(
+        images=images, labels=labels, method="bench", dataset=card.name, ipc=ipc, seed=0
+    )
 
 
 @torch.inference_mode()

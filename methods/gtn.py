@@ -630,13 +630,12 @@ def sample_synthetic_set(
     rng = torch.Generator().manual_seed(seed)
     images = sample(generator, labels, rng, grad=False)
     return SyntheticSet(
-        images.cpu(),
-        labels.cpu(),
-        method,
-        real.card.name,
-        ipc,
-        seed,
-        "",
+        images=images.cpu(),
+        labels=labels.cpu(),
+        method=method,
+        dataset=real.card.name,
+        ipc=ipc,
+        seed=seed,
         extras={
             GENERATOR_PREFIX + k: v.detach().cpu().clone()
             for k, v in generator.state_dict().items()
@@ -693,7 +692,12 @@ def validation_accuracy(
     protocol = EvalProtocol(num_exp=1, num_eval=1, epochs=config.select_epochs)
     stream = generator_stream(generator, labels)
     empty = SyntheticSet(
-        torch.empty(0), torch.empty(0, dtype=torch.int64), "", validation.card.name, 0, seed, ""
+        images=torch.empty(0),
+        labels=torch.empty(0, dtype=torch.int64),
+        method="",
+        dataset=validation.card.name,
+        ipc=0,
+        seed=seed,
     )
     net = train_on_synthetic(
         config.learner, empty, validation.card, protocol, seed, device, stream=stream

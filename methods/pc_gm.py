@@ -369,13 +369,12 @@ def distill(
     def as_synthetic_set() -> SyntheticSet:
         final = clamp_to_grid(points.detach().cpu())
         return SyntheticSet(
-            projected_images(final, card, config.pixels),
-            labels.clone(),
-            "pc-gm",
-            card.name,
-            ipc,
-            seed,
-            "",
+            images=projected_images(final, card, config.pixels),
+            labels=labels.clone(),
+            method="pc-gm",
+            dataset=card.name,
+            ipc=ipc,
+            seed=seed,
             extras={"points": final, "initial_points": start_points.clone()},
         )
 

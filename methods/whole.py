@@ -42,7 +42,14 @@ def whole_training_set(
 ) -> SyntheticSet:
     """The real training split as the set to evaluate (images ``[N, C, H, W]``, labels ``[N]``,
     not copied). The contract's ``Distill``; ``ipc`` is ``None``."""
-    return SyntheticSet(real.images, real.labels, "whole", real.card.name, None, seed, "")
+    return SyntheticSet(
+        images=real.images,
+        labels=real.labels,
+        method="whole",
+        dataset=real.card.name,
+        ipc=None,
+        seed=seed,
+    )
 
 
 METHOD = Method(

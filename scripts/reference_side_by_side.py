@@ -124,8 +124,8 @@ from bench.evaluation.evaluate import EvalProtocol, test_accuracy, train_on_synt
 card = load_card("mnist")
 test = load_real(card, Path(DATA), "test")
 cpu = torch.device("cpu")
-synset = SyntheticSet(torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
-                      torch.arange(10), "noise", "mnist", 1, 0, "")
+synset = SyntheticSet(images=torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
+                      labels=torch.arange(10), method="noise", dataset="mnist", ipc=1, seed=0)
 protocol = EvalProtocol(augmentation="dc", epochs=EPOCHS - 1, **EVAL_SPEED)
 fast = protocol.compile_test
 if fast:  # compiled once per process: a paper run's 20 networks pay it once, not 20 times
@@ -228,12 +228,20 @@ def main() -> None:
                     common = {"DATA": str(data_root), "KEEP": True}
                     speed = {"compile": True} if paper else {}
                     loop = _measure(
-                        SUITE_LOOP, path, str(path), ITERATIONS=args.iterations, SPEED=speed,
+                        SUITE_LOOP,
+                        path,
+                        str(path),
+                        ITERATIONS=args.iterations,
+                        SPEED=speed,
                         **common,
                     )
                     evaluation = _measure(
-                        SUITE_EVALUATION, path, str(path), EPOCHS=args.epochs,
-                        EVAL_SPEED={"compile_test": True} if paper else {}, **common,
+                        SUITE_EVALUATION,
+                        path,
+                        str(path),
+                        EPOCHS=args.epochs,
+                        EVAL_SPEED={"compile_test": True} if paper else {},
+                        **common,
                     )
                 rounds[name].append({"loop": loop, "evaluation": evaluation})
                 figures = _medians(rounds[name][-1:], args.epochs)

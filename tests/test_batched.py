@@ -20,7 +20,9 @@ def noise_set(card, ipc: int = 1) -> SyntheticSet:
     g = torch.Generator().manual_seed(0)
     images = torch.randn(card.num_classes * ipc, card.channels, *card.image_size, generator=g)
     labels = torch.arange(card.num_classes).repeat_interleave(ipc)
-    return SyntheticSet(images, labels, "noise", card.name, ipc, 0, "")
+    return SyntheticSet(
+        images=images, labels=labels, method="noise", dataset=card.name, ipc=ipc, seed=0
+    )
 
 
 def _flat(params) -> torch.Tensor:
@@ -74,7 +76,14 @@ def test_batched_and_sequential_evaluation_give_the_same_accuracies(mnist):
     card = test.card
     subset = RealSet(test.images[:1000], test.labels[:1000], card)
     picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
-    synset = SyntheticSet(train.images[picks], train.labels[picks], "real", "mnist", 2, 0, "")
+    synset = SyntheticSet(
+        images=train.images[picks],
+        labels=train.labels[picks],
+        method="real",
+        dataset="mnist",
+        ipc=2,
+        seed=0,
+    )
     sequential = EvalProtocol(num_eval=4, epochs=20, augmentation="dc")
     batched = EvalProtocol(num_eval=4, epochs=20, augmentation="dc", networks_per_batch=3)
     seq = evaluate_synthetic_set(synset, subset, sequential, 3, CPU)["ConvNet"]
@@ -108,7 +117,14 @@ def test_test_passes_predict_exactly_what_the_plain_float32_pass_predicts(mnist)
     train, test = mnist
     card = test.card
     picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
-    synset = SyntheticSet(train.images[picks], train.labels[picks], "real", "mnist", 2, 0, "")
+    synset = SyntheticSet(
+        images=train.images[picks],
+        labels=train.labels[picks],
+        method="real",
+        dataset="mnist",
+        ipc=2,
+        seed=0,
+    )
     protocol = EvalProtocol(epochs=30, augmentation="dc")
     fresh = build_network("ConvNet", 1, 10, card.image_size, 11)
     trained = train_on_synthetic("ConvNet", synset, card, protocol, 3, CPU)

@@ -183,7 +183,14 @@ def test_stacked_networks_under_dsa_equal_the_ones_trained_alone():
     card = load_card("mnist")
     g = _gen(0)
     images = torch.randn(card.num_classes, card.channels, *card.image_size, generator=g)
-    synset = SyntheticSet(images, torch.arange(card.num_classes), "noise", card.name, 1, 0, "")
+    synset = SyntheticSet(
+        images=images,
+        labels=torch.arange(card.num_classes),
+        method="noise",
+        dataset=card.name,
+        ipc=1,
+        seed=0,
+    )
     protocol = EvalProtocol(epochs=0, augmentation="dsa", batch_train=5)
     seeds = [5, 6]
     stack = train_many("ConvNet", synset, card, protocol, seeds, CPU)

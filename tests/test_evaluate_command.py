@@ -63,7 +63,9 @@ def test_evaluate_of_a_reproduced_set_gives_exactly_its_accuracies(tmp_path, dat
 def _nan_set(path):
     images = torch.randn(10, 1, 28, 28) - 0.4
     images[0, 0, 0, 0] = float("nan")
-    SyntheticSet(images, torch.arange(10), "x", "mnist", 1, 0, "").save(path, load_card("mnist"))
+    SyntheticSet(
+        images=images, labels=torch.arange(10), method="x", dataset="mnist", ipc=1, seed=0
+    ).save(path, load_card("mnist"))
     return path
 
 
@@ -82,7 +84,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, data_root, capsys, b
     recipe = "gm-mnist-ipc10" if bad == "recipe-ipc" else "gm-mnist-ipc1"
     if bad == "recipe-ipc":
         path = SyntheticSet(
-            torch.randn(10, 1, 28, 28) - 0.4, torch.arange(10), "x", "mnist", 1, 0, ""
+            images=torch.randn(10, 1, 28, 28) - 0.4,
+            labels=torch.arange(10),
+            method="x",
+            dataset="mnist",
+            ipc=1,
+            seed=0,
         ).save(tmp_path / "ok.safetensors", load_card("mnist"))
     out = tmp_path / "store"
     code = main(

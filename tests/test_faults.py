@@ -96,11 +96,20 @@ def runs(out):
 
 def test_wrong_synthetic_shapes_are_refused(mnist):
     _, test = mnist
-    bad = SyntheticSet(torch.zeros(10, 3, 32, 32), torch.arange(10), "x", "mnist", 1, 0, "")
+    bad = SyntheticSet(
+        images=torch.zeros(10, 3, 32, 32),
+        labels=torch.arange(10),
+        method="x",
+        dataset="mnist",
+        ipc=1,
+        seed=0,
+    )
     with pytest.raises(ShapeError, match=r"shape \[10, 3, 32, 32\].*needs \[N, 1, 28, 28\]"):
         bad.validate(test.card)
     labels = torch.arange(9)
-    bad_labels = SyntheticSet(torch.zeros(10, 1, 28, 28), labels, "x", "mnist", 1, 0, "")
+    bad_labels = SyntheticSet(
+        images=torch.zeros(10, 1, 28, 28), labels=labels, method="x", dataset="mnist", ipc=1, seed=0
+    )
     with pytest.raises(ShapeError, match="one label per image"):
         bad_labels.validate(load_card("mnist"))
 
@@ -194,7 +203,8 @@ from bench.data.real import load_card
 from bench.data.synthetic import SyntheticSet
 images = torch.randn(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 extras = {"lr": torch.tensor(0.01), "indices": torch.arange(20)}
-SyntheticSet(images, torch.arange(20) % 10, "gm", "mnist", 2, 7, "abc", extras).save(
+SyntheticSet(images=images, labels=torch.arange(20) % 10, method="gm", dataset="mnist", ipc=2,
+             seed=7, config_hash="abc", extras=extras).save(
     Path(sys.argv[1]), load_card("mnist"))
 """
 

@@ -44,7 +44,15 @@ def write_dc_result(path: Path, sets: list[torch.Tensor], ipc: int = 1) -> None:
 
 
 def test_suite_file_round_trips_with_its_hash(tmp_path):
-    synset = SyntheticSet(_images(), torch.arange(10), "gm", "mnist", 1, 3, "abc")
+    synset = SyntheticSet(
+        images=_images(),
+        labels=torch.arange(10),
+        method="gm",
+        dataset="mnist",
+        ipc=1,
+        seed=3,
+        config_hash="abc",
+    )
     path = synset.save(tmp_path / "synthetic_set.safetensors", MNIST)
     (read,) = read_set_file(path, MNIST)
     assert read.format == "safetensors" and read.path == path
@@ -134,7 +142,7 @@ def test_image_folder_is_decoded_and_normalised_with_the_card(tmp_path):
 
 
 def _read(tmp_path, images, labels):
-    synset = SyntheticSet(images, labels, "x", "mnist", 1, 0, "")
+    synset = SyntheticSet(images=images, labels=labels, method="x", dataset="mnist", ipc=1, seed=0)
     path = synset.save(tmp_path / "s.safetensors", MNIST)
     return read_set_file(path, MNIST)[0]
 

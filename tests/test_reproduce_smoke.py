@@ -72,13 +72,12 @@ def test_synthetic_set_artifact_round_trips_and_beats_untrained_noise(smoke_run,
     assert accuracy > 60.0, f"smoke synthetic set reached only {accuracy:.1f}% (chance: 10%)"
     # The same number of noise images, left untrained, under the same protocol.
     noise = SyntheticSet(
-        torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
-        synset.labels,
-        "noise",
-        "mnist",
-        1,
-        0,
-        "",
+        images=torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(0)),
+        labels=synset.labels,
+        method="noise",
+        dataset="mnist",
+        ipc=1,
+        seed=0,
     )
     protocol = EvalProtocol(num_eval=2, epochs=300, augmentation="dc")
     noise_acc = evaluate_synthetic_set(noise, test, protocol, 0, torch.device("cpu"))["ConvNet"]

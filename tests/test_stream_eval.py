@@ -25,7 +25,14 @@ def test_every_epoch_trains_once_on_a_fresh_whole_batch(monkeypatch):
     monkeypatch.setattr(
         networks.MLP, "forward", lambda self, x: batches.append(len(x)) or forward(self, x)
     )
-    empty = SyntheticSet(torch.empty(0), torch.empty(0, dtype=torch.int64), "", "mnist", 0, 0, "")
+    empty = SyntheticSet(
+        images=torch.empty(0),
+        labels=torch.empty(0, dtype=torch.int64),
+        method="",
+        dataset="mnist",
+        ipc=0,
+        seed=0,
+    )
     protocol = EvalProtocol(models=("MLP",), epochs=3, batch_train=256)
     train_on_synthetic(
         "MLP", empty, load_card("mnist"), protocol, 0, torch.device("cpu"), stream=stream

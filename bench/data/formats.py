@@ -274,7 +274,14 @@ def _external(
     images: torch.Tensor, labels: torch.Tensor, method: str, card: DatasetCard, pre: dict
 ) -> SyntheticSet:
     return SyntheticSet(
-        images.detach().cpu(), labels.detach().cpu(), method, card.name, None, -1, "", {}, pre
+        images=images.detach().cpu(),
+        labels=labels.detach().cpu(),
+        method=method,
+        dataset=card.name,
+        ipc=None,
+        seed=-1,
+        extras={},
+        preprocessing=pre,
     )
 
 

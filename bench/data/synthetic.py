@@ -91,7 +91,7 @@ GENERATOR_PREFIX = "generator."
 """extras under this prefix are a generator's weights (``SyntheticSet.generator_weights``)"""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SyntheticSet:
     """Synthetic images and their labels plus where they came from.
 
@@ -101,7 +101,8 @@ class SyntheticSet:
         method, dataset: names (``"gm"``, ``"mnist"``).
         ipc: images per class (``None``: the whole training split).
         seed: the seed this set was distilled with.
-        config_hash: hash of the resolved run config.
+        config_hash: hash of the resolved run config; a method leaves it empty, the runner
+            fills it in before the set is saved.
         extras: method-specific tensors by name (module docstring: ``indices``, ``lr``,
             ``points``, ``initial_points``, ``generator.*``); saved in the same file.
         preprocessing: how ``images`` relate to pixels (``RealSet.preprocessing_description``);
@@ -114,7 +115,7 @@ class SyntheticSet:
     dataset: str
     ipc: int | None
     seed: int
-    config_hash: str
+    config_hash: str = ""
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
     preprocessing: dict = field(default_factory=dict)
 
@@ -128,7 +129,7 @@ class SyntheticSet:
     def from_tensors(cls, tensors: dict[str, torch.Tensor], **metadata) -> SyntheticSet:
         """Inverse of ``tensors()``; ``metadata``: the other fields (``method``, ...)."""
         extras = {k: v for k, v in tensors.items() if k not in ("images", "labels")}
-        return cls(tensors["images"], tensors["labels"], extras=extras, **metadata)
+        return cls(images=tensors["images"], labels=tensors["labels"], extras=extras, **metadata)
 
     def generator_weights(self) -> dict[str, torch.Tensor]:
         """The state dict of the generator that sampled the images (GTN), else empty."""

@@ -422,7 +422,6 @@ class Reproduction:
                 dataset=card.name,
                 ipc=config.ipc,
                 seed=set_seed,
-                config_hash="",
             )
         else:
             synset = self.distill(index, set_seed, state, child, label)

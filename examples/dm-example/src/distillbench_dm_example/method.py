@@ -86,7 +86,12 @@ def distill(
         resume,
         after_iteration,
         synthetic_set=lambda: SyntheticSet(
-            images.detach().cpu().clone(), labels.clone(), "dm-example", card.name, ipc, seed, ""
+            images=images.detach().cpu().clone(),
+            labels=labels.clone(),
+            method="dm-example",
+            dataset=card.name,
+            ipc=ipc,
+            seed=seed,
         ),
         state=lambda: {
             "images": images.detach().cpu().clone(),
