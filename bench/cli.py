@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="DistillBench: re-run published dataset-distillation methods on their "
         "papers' protocol and judge whether the published accuracies hold. Commands: list, "
         "methods, validate, schema, reproduce, evaluate, plan, sweep, regress, leaderboard, "
-        "speed, and those methods register (experts). README.md walks through them.",
+        "speed, and those methods register (experts). README.md and docs/ walk through them.",
     )
     parser.add_argument("--version", action="version", version=f"distillbench {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="SET",
         help="synthetic_set.safetensors, a reference code's res_*.pt result file or images_*.pt "
-        "(labels_*.pt beside it; README: Evaluate a set made elsewhere), or a folder of class "
+        "(labels_*.pt beside it; docs/evaluate.md), or a folder of class "
         "folders of PNG/JPEG images; several files (or a file of several sets) are several sets "
         "of one run",
     )

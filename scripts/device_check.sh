@@ -4,7 +4,7 @@
 #   scripts/device_check.sh OUT [--device cuda] [--data-root DIR] [--tiny] [--steps A,B]
 #                               [--archive FILE]
 #
-# On the GPU machine, after scripts/prepare_device_check.sh here (README, "The GPU check"):
+# On the GPU machine, after scripts/prepare_device_check.sh here (docs/speed.md, "The GPU check"):
 #   scripts/device_check.sh /tmp/device-check --data-root .device/data --archive device-check.tar.gz
 #
 # 0. installs the wheels in .device/wheels when MLflow or kornia is missing; unpacks gzipped

@@ -7,7 +7,7 @@
 #   .device/data/MNIST/  MNIST's IDX files gzipped (11 MiB instead of 53; device_check.sh unpacks)
 #   .device/COMMIT       this checkout's commit, for the runs' provenance where .git is not sent
 # Usage: scripts/prepare_device_check.sh [DATA_ROOT]   (default ../shared/datasets)
-# Then, there, with .device sent along (README, "The GPU check"):
+# Then, there, with .device sent along (docs/speed.md, "The GPU check"):
 #   scripts/device_check.sh /tmp/device-check --data-root .device/data --archive device-check.tar.gz
 set -euo pipefail
 cd "$(dirname "$0")/.."

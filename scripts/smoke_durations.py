@@ -1,14 +1,14 @@
 """End-to-end time of ``python -m bench`` jobs, each a fresh process (imports, a new store, data
 loading included), one after the other, with the load average before each and the accuracy each
 reports. Writes ``OUT/smoke-durations-<commit>.json`` (``bench.speed.benchmark.write_record``):
-the source of the README's durations.
+the source of the durations in docs/recipes-and-budgets.md and docs/methods/mtt.md.
 
     python scripts/smoke_durations.py [--data-root DIR] [--out DIR] [JOB ...]
 
 A JOB is the arguments of one ``python -m bench`` command, as one string, in which ``{work}``
 stands for a folder the jobs share (``"reproduce gm-cifar10-ipc1 --budget smoke --dataset
 cifar10-jpeg"``); each also gets ``--data-root`` and its own ``--out``. The default jobs are the
-README's smoke runs; with ``--more``, the README's other timed commands (the larger ipc, MTT's
+docs' smoke runs; with ``--more``, the docs' other timed commands (the larger ipc, MTT's
 experts and smoke run, ``gm-mnist-ipc1``'s reduced budget).
 """
 
@@ -50,7 +50,7 @@ MORE = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("jobs", nargs="*")
-    parser.add_argument("--more", action="store_true", help="the README's other timed commands")
+    parser.add_argument("--more", action="store_true", help="the docs' other timed commands")
     parser.add_argument("--data-root", default="../shared/datasets")
     parser.add_argument("--out", type=Path, default=Path("leaderboards/benchmarks"))
     args = parser.parse_args()

@@ -75,3 +75,46 @@ def test_a_non_editable_install_lists_and_validates_from_another_directory(tmp_p
     checkout, recipes, leaderboards, commit = out.stdout.split()
     assert checkout == "None" and recipes.startswith(str(target))
     assert (leaderboards, commit) == ("leaderboards", "unknown")
+
+
+def _pins() -> dict[str, str]:
+    """constraints.txt as ``{canonical name: version}``."""
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (CHECKOUT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_constraints_pin_every_requirement_and_this_environment_matches_them():
+    """CI installs with constraints.txt (tox.ini's install_command): a requirement added to
+    pyproject.toml without a pin, or an environment that drifted from the pins, fails here.
+    Regenerate the file as its header says."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _pins()
+    site_packages = {sysconfig.get_paths()[key] for key in ("purelib", "platlib")}
+    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    wanted = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted += [r for r in extra if not r.startswith("distillbench")]
+    for text in wanted:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is required by pyproject.toml but not in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), (text, pins[name])
+    drifted = {
+        name: (dist.version, pins[name])
+        for dist in metadata.distributions(path=list(site_packages))  # not vendored copies
+        if (name := canonicalize_name(dist.metadata["Name"])) in pins and dist.version != pins[name]
+    }
+    assert not drifted, (
+        f"installed versions differ from constraints.txt (installed, pinned): {drifted}"
+    )

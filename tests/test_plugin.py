@@ -82,7 +82,7 @@ def test_the_example_distils_and_resumes_through_the_contract(
 
 @pytest.mark.slow
 def test_the_readmes_walk_reproduces_then_evaluates_the_examples_set(installed_example, tmp_path):
-    """README "Add your method": reproduce the example's recipe from its own folder, then
+    """docs/adding-a-method.md: reproduce the example's recipe from its own folder, then
     evaluate the saved set: the same accuracies (tiny budget)."""
     env = dict(
         os.environ,

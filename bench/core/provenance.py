@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -43,14 +44,24 @@ def git_commit() -> str:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of Python and of the packages a result depends on."""
-    versions = {"python": platform.python_version()}
+    """Versions of Python and of the packages a result depends on, and ``constraints``: the
+    SHA-256 of the checkout's ``constraints.txt`` (the exact versions CI installs; ``none``
+    for an installed copy), which names the whole environment one can reinstall."""
+    versions = {"python": platform.python_version(), "constraints": constraints_hash()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def constraints_hash() -> str:
+    """``sha256:<hex>`` of ``constraints.txt`` in the checkout, else ``none``."""
+    path = CHECKOUT / "constraints.txt" if CHECKOUT is not None else None
+    if path is None or not path.is_file():
+        return "none"
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def cpu_name() -> str:

@@ -8,7 +8,7 @@ The tasks run on an existing engine, never a scheduler of this project's own:
   (``concurrent.futures``); each gets ``--threads`` CPU threads.
 - ``ray``: one Ray task per reproduction, on the cluster at ``--ray-address`` or on a Ray
   instance started on this machine. Every node must see the data root and the tracking store:
-  use a tracking server (``mlflow server``, see README) for a cluster.
+  use a tracking server (``mlflow server``, docs/tracking-and-reliability.md) for a cluster.
 
 All tasks log to one tracking store. A SQLite store is safe for a local sweep (``Tracker``
 serialises its writers); a cluster needs a server.
