@@ -13,7 +13,8 @@ Networks and the shared evaluation: ``NETWORKS``, ``build_network`` (ConvNet-3 a
 ``EvalProtocol``, ``train_on_synthetic``, ``train_many``, ``test_accuracy``, ``test_batch``,
 ``predictions``, ``SyntheticStream``, ``training_batches``, ``channels_last_copy``.
 Config: ``SPEED_ONLY`` (field metadata), ``require_positive``, ``require_in_range``,
-``require_learning_rates``, ``speed_only_fields``, ``as_flat_dict``. Seeds: ``derive_seed``.
+``require_learning_rates``, ``speed_only_fields``, ``as_flat_dict``. Seeds: ``SeedStreams`` of
+named ``Stream``s (checked against the runner's), ``derive_seed``.
 Errors: ``UserError`` and its kinds. For a method's own commands and speed scripts: devices,
 provenance, atomic files, tracking, the location options and benchmark records.
 """
@@ -37,7 +38,7 @@ from bench.core.errors import (
 )
 from bench.core.hashing import atomic_target, sha256_file, write_atomic
 from bench.core.provenance import git_commit, hardware, package_versions, provenance_tags
-from bench.core.seeds import derive_seed
+from bench.core.seeds import SeedStreams, Stream, derive_seed
 from bench.data.dsa import dsa_augment
 from bench.data.preprocess import (
     PREPROCESSING,
@@ -103,6 +104,8 @@ __all__ = [
     "channels_last_copy",
     "check_preprocessing",
     "denormalise",
+    "SeedStreams",
+    "Stream",
     "derive_seed",
     "describe",
     "dsa_augment",

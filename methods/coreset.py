@@ -31,9 +31,10 @@ from bench.api import (
     Method,
     Preprocessing,
     RealSet,
+    SeedStreams,
+    Stream,
     SyntheticSet,
     check_preprocessing,
-    derive_seed,
     prepare_real,
     require_positive,
 )
@@ -148,6 +149,10 @@ def _coreset(real: RealSet, indices: torch.Tensor, method: str, ipc: int, seed: 
     )
 
 
+STREAMS = SeedStreams(selection=Stream(0))
+"""the seed stream of a synthetic set's seed: random's indices, herding's feature extractor"""
+
+
 def select_random(
     real: RealSet,
     ipc: int,
@@ -157,9 +162,11 @@ def select_random(
     **_: Any,
 ) -> SyntheticSet:
     """Random coreset: ``ipc`` real images per class (``[K * ipc, C, H, W]``, class-major),
-    drawn with ``derive_seed(seed, 0)``. The contract's ``Distill``; it has no outer loop, so
-    ``resume``, ``after_iteration`` and ``evaluate`` are ignored."""
-    indices = random_indices(real.labels, ipc, real.card.num_classes, derive_seed(seed, 0))
+    drawn from the ``selection`` seed stream. The contract's ``Distill``; it has no outer loop,
+    so ``resume``, ``after_iteration`` and ``evaluate`` are ignored."""
+    indices = random_indices(
+        real.labels, ipc, real.card.num_classes, STREAMS.seed(seed, "selection")
+    )
     return _coreset(real, indices, "random", ipc, seed)
 
 
@@ -186,7 +193,7 @@ def select_herding(
         total=config.feature_epochs + 1, desc="herding: train feature extractor", unit="epoch"
     ) as bar:
         net = train_on_synthetic(
-            config.model, whole, card, protocol, derive_seed(seed, 0), device, bar.update
+            config.model, whole, card, protocol, STREAMS.seed(seed, "selection"), device, bar.update
         )
     features = embed_all(net, real.images, config.batch_features, device)
     indices = herding_indices(features, real.labels, ipc, card.num_classes)

@@ -46,9 +46,10 @@ from bench.api import (
     Method,
     OuterLoop,
     RealSet,
+    SeedStreams,
+    Stream,
     SyntheticSet,
     build_network,
-    derive_seed,
     require_learning_rates,
     require_positive,
     smallest_class,
@@ -332,8 +333,11 @@ def matching_step(
 
 # ALGO LOGIC: distillation -----------------------------------------------------------------
 
-# Seed streams (first key of derive_seed) so no two draws share a stream.
-_INIT, _ITERATION, _NETWORK = 0, 1, 2
+# The seed streams of a synthetic set's seed (bench.api.SeedStreams checks them against the
+# runner's): the initial images, each outer iteration's real batches, each iteration's network.
+STREAMS = SeedStreams(
+    init=Stream(0), iteration=Stream(1, ("iteration",)), network=Stream(2, ("iteration",))
+)
 
 
 def initial_synthetic_images(
@@ -342,7 +346,7 @@ def initial_synthetic_images(
     """``[K * ipc, C, H, W]`` initial images, class-major: noise ~ N(0, 1) or real draws, as
     ``config.init`` says (any config with that field: DC's, MTT's). ``real_by_class`` holds
     each class's real images ``[N_c, C, H, W]``; every draw comes from ``seed``."""
-    generator = torch.Generator().manual_seed(derive_seed(seed, _INIT))
+    generator = torch.Generator().manual_seed(STREAMS.seed(seed, "init"))
     shape = (len(real_by_class) * ipc, *real_by_class[0].shape[1:])
     if config.init == "noise":
         return torch.randn(shape, generator=generator)
@@ -421,14 +425,14 @@ def distill(
         },
     )
     for it in loop:
-        generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
+        generator = torch.Generator().manual_seed(STREAMS.seed(seed, "iteration", it))
         net = (
             build_network(
                 config.model,
                 card.channels,
                 card.num_classes,
                 card.image_size,
-                derive_seed(seed, _NETWORK, it),
+                STREAMS.seed(seed, "network", it),
             )
             .to(device)
             .train()

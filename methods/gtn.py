@@ -96,11 +96,12 @@ from bench.api import (
     Method,
     OuterLoop,
     RealSet,
+    SeedStreams,
     ShapeError,
+    Stream,
     SyntheticSet,
     SyntheticStream,
     build_network,
-    derive_seed,
     require_in_range,
     require_learning_rates,
     require_positive,
@@ -109,8 +110,16 @@ from bench.api import (
 )
 from methods.gm import gradient_distance
 
-# Seed streams (first key of derive_seed).
-_GENERATOR, _ITERATION, _LEARNER, _SAMPLE, _SELECT = 1, 2, 3, 4, 5
+# The seed streams of a synthetic set's seed. The generator's initial weights share the
+# runner's evaluation path (both code 1 since the first GTN runs; renumbering would change
+# committed results): the runner only derives seeds from it, the generator is seeded with it.
+STREAMS = SeedStreams(
+    generator=Stream(1, overlaps="evaluation"),
+    iteration=Stream(2, ("iteration",)),
+    learner=Stream(3, ("iteration",)),
+    sample=Stream(4),
+    select=Stream(5, ("iteration",)),
+)
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -740,7 +749,7 @@ def distill(
         DivergedError: a loss became NaN/inf; ``error.last_good`` holds a sample of the kept
             generator.
     """
-    training = GTNTraining(config, real, ipc, derive_seed(seed, _GENERATOR), device)
+    training = GTNTraining(config, real, ipc, STREAMS.seed(seed, "generator"), device)
     gen, optimizer = training.generator, training.optimizer
     method = next(name for name, cls in CONFIGS.items() if cls is type(config))
     validation = replace(
@@ -758,7 +767,7 @@ def distill(
         kept = copy.deepcopy(gen)
         if best["weights"] is not None:  # a selection has happened
             kept.load_state_dict(best["weights"])
-        return sample_synthetic_set(kept, real, ipc, derive_seed(seed, _SAMPLE), method)
+        return sample_synthetic_set(kept, real, ipc, STREAMS.seed(seed, "sample"), method)
 
     loop = OuterLoop(
         config.iterations,
@@ -774,7 +783,7 @@ def distill(
     )
     for it in loop:
         metrics = training.iteration(
-            derive_seed(seed, _ITERATION, it), derive_seed(seed, _LEARNER, it)
+            STREAMS.seed(seed, "iteration", it), STREAMS.seed(seed, "learner", it)
         )
         loop.check_finite(
             f"GTN loss at iteration {it}",
@@ -784,7 +793,7 @@ def distill(
         )
         if config.select_every and (it + 1) % config.select_every == 0:
             accuracy = validation_accuracy(
-                gen, training.labels, validation, config, derive_seed(seed, _SELECT, it), device
+                gen, training.labels, validation, config, STREAMS.seed(seed, "select", it), device
             )
             metrics["distill/validation_acc"] = accuracy
             if accuracy > best["accuracy"]:

@@ -88,10 +88,11 @@ from bench.api import (
     OuterLoop,
     Preprocessing,
     RealSet,
+    SeedStreams,
+    Stream,
     SyntheticSet,
     build_network,
     check_preprocessing,
-    derive_seed,
     describe,
     prepare_real,
     require_learning_rates,
@@ -103,9 +104,9 @@ from methods.gm import initial_synthetic_images
 MIN_LR = 1e-8
 """floor of the learned learning rate"""
 
-# Seed streams (first key of derive_seed) so no two draws share a stream; stream 0 is the
-# initial images' (``methods.gm.initial_synthetic_images``).
-_ITERATION, _NETWORK = 1, 2
+# The seed streams of a synthetic set's seed: the initial images (drawn by
+# ``methods.gm.initial_synthetic_images``), each outer iteration's draws, the student network.
+STREAMS = SeedStreams(init=Stream(0), iteration=Stream(1, ("iteration",)), network=Stream(2))
 
 
 @dataclass(frozen=True)
@@ -319,7 +320,11 @@ def distill(
     card = real.card
     experts = load_experts(real, config)
     net = build_network(
-        config.model, card.channels, card.num_classes, card.image_size, derive_seed(seed, _NETWORK)
+        config.model,
+        card.channels,
+        card.num_classes,
+        card.image_size,
+        STREAMS.seed(seed, "network"),
     ).to(device)
     labels = torch.arange(card.num_classes).repeat_interleave(ipc)
     labels_dev = labels.to(device)
@@ -360,7 +365,7 @@ def distill(
     for it in loop:
         if evaluate is not None and config.eval_every and it % config.eval_every == 0:
             evaluate(it, loop.synthetic_set())
-        generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
+        generator = torch.Generator().manual_seed(STREAMS.seed(seed, "iteration", it))
         expert = int(torch.randint(len(experts), (), generator=generator))
         start_epoch = int(torch.randint(config.max_start_epoch, (), generator=generator))
         start = experts.flat_parameters(expert, start_epoch).to(device)

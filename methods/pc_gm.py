@@ -74,9 +74,10 @@ from bench.api import (
     Method,
     OuterLoop,
     RealSet,
+    SeedStreams,
+    Stream,
     SyntheticSet,
     denormalise,
-    derive_seed,
     normalise,
     require_learning_rates,
     require_positive,
@@ -302,8 +303,9 @@ def matching_step(
 
 # ALGO LOGIC: distillation ---------------------------------------------------------------------
 
-# Seed streams (first key of derive_seed) so no two draws share a stream.
-_INIT, _ITERATION, _NETWORK = 0, 1, 2
+# The seed streams of a synthetic set's seed: the initial clouds, each outer iteration's draws,
+# the one network.
+STREAMS = SeedStreams(init=Stream(0), iteration=Stream(1, ("iteration",)), network=Stream(2))
 
 
 def initial_points(
@@ -312,7 +314,7 @@ def initial_points(
     """``[count, points, 3]`` clouds: depth 0, height and width uniform in ``[0, span)``
     (report §3.1.2; the reference draws ``28 * rand`` and its boundary check clamps values
     above ``side - 1`` before they are used)."""
-    generator = torch.Generator().manual_seed(derive_seed(seed, _INIT))
+    generator = torch.Generator().manual_seed(STREAMS.seed(seed, "init"))
     upper = torch.tensor([0.0, min(span, grid[1]), min(span, grid[2])])
     return torch.rand(count, points, 3, generator=generator) * upper
 
@@ -356,7 +358,7 @@ def distill(
     occupied = first_points(occupancy(real), config.max_points)
     pools = [torch.nonzero(real.labels == c).flatten() for c in range(classes)]
     labels = torch.arange(classes).repeat_interleave(ipc)
-    net = build_network(config, derive_seed(seed, _NETWORK), classes).to(device).train()
+    net = build_network(config, STREAMS.seed(seed, "network"), classes).to(device).train()
 
     start_points = initial_points(classes * ipc, config.points, seed, config.init_span)
     points = start_points.clone().to(device).requires_grad_(True)
@@ -391,7 +393,7 @@ def distill(
     for it in loop:
         with torch.no_grad():  # boundary check (the grid's depth is 1, so depth becomes 0)
             points.copy_(clamp_to_grid(points))
-        generator = torch.Generator().manual_seed(derive_seed(seed, _ITERATION, it))
+        generator = torch.Generator().manual_seed(STREAMS.seed(seed, "iteration", it))
         real_batches = []
         for pool in pools:
             pick = pool[torch.randperm(len(pool), generator=generator)[: config.batch_real]]

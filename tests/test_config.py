@@ -56,3 +56,33 @@ def test_set_options_need_a_section_and_a_value():
         parse_set_options(["method.lr_img"])
     with pytest.raises(ConfigError, match="prefix the key with its section"):
         parse_set_options(["lr_img=0.2"])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("no", False),  # a command-line string: pydantic's lax mode
+        ("true", True),
+        (True, True),  # a recipe's TOML value: strict
+    ],
+)
+def test_booleans_from_either_source(value, expected):
+    overrides = {"augmentation": "dc", "augment_test": value}
+    assert apply_overrides(EvalProtocol(), overrides, "--set").augment_test is expected
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"iterations": True}, {"iterations": 2.0}, {"lr_img": True}, {"iterations": "1e23"}],
+)
+def test_typed_recipe_values_are_checked_strictly(overrides):
+    """TOML gives typed values: no bool or float for an int, no bool for a float."""
+    with pytest.raises(ConfigError, match="bad value"):
+        apply_overrides(GMConfig(), overrides, "recipe [method]")
+
+
+def test_an_int_for_a_float_is_widened_and_a_toml_array_is_a_tuple():
+    cfg = apply_overrides(GMConfig(), {"lr_img": 1}, "recipe [method]")
+    assert cfg.lr_img == 1.0 and isinstance(cfg.lr_img, float)
+    ev = apply_overrides(EvalProtocol(), {"models": ["ConvNet", "MLP"]}, "recipe [eval]")
+    assert ev.models == ("ConvNet", "MLP")

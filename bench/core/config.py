@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+from pydantic import TypeAdapter, ValidationError
 
 from bench.core.errors import ConfigError
 
@@ -104,66 +107,43 @@ def unknown_key_error(key: str, known: list[str], where: str) -> ConfigError:
     return ConfigError(f"unknown key {key!r} in {where}{hint} (known: {', '.join(sorted(known))})")
 
 
-def _parse_str(text: str, typ: Any) -> Any:
-    """Parse a command-line string into ``typ``."""
-    if typ is bool:
-        lowered = text.strip().lower()
-        if lowered in ("true", "1", "yes"):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        raise ValueError(f"expected true/false, got {text!r}")
-    if typ in (int, float, str):
-        return typ(text)
-    origin = get_origin(typ)
-    if origin is tuple:
-        items = [part.strip() for part in text.split(",") if part.strip()]
-        return tuple(_parse_str(item, get_args(typ)[0]) for item in items)
-    if origin is Literal:
-        return text
-    if origin in _UNIONS:
-        args = [a for a in get_args(typ) if a is not type(None)]
-        if text.strip().lower() in ("none", "null") and len(args) < len(get_args(typ)):
+def _from_command_line(text: str, typ: Any) -> Any:
+    """What pydantic has no syntax for in a ``--set`` string: ``a,b`` for a tuple field and
+    ``none``/``null`` for an optional one; everything else is left to pydantic's lax mode."""
+    args = get_args(typ)
+    if get_origin(typ) in _UNIONS:
+        if type(None) in args and text.strip().lower() in ("none", "null"):
             return None
-        return _parse_str(text, args[0])
-    raise ValueError(f"cannot parse {typ}")
+        typ = next(a for a in args if a is not type(None))
+    if get_origin(typ) is tuple:
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+@functools.cache
+def _adapter(typ: Any) -> TypeAdapter:
+    return TypeAdapter(typ)
 
 
 def coerce(value: Any, typ: Any, key: str) -> Any:
-    """Check ``value`` against ``typ`` (parsing it first if it is a command-line string).
+    """Validate ``value`` against the field type ``typ`` with pydantic: strictly for typed
+    values (a recipe's TOML: no bool for an int, no float for an int; an int for a float is
+    widened), in lax mode for a command-line string (``"7"`` for an int, ``"true"``/``"no"``
+    for a bool, ``"a,b"`` for a tuple, ``"none"`` for an optional field).
 
     Raises:
-        ConfigError: the value does not fit the type, or is not one of a Literal's choices.
+        ConfigError: ``bad value for 'key': <pydantic's reason>, got <value>``.
     """
+    from_command_line = isinstance(value, str) and typ is not str
+    if from_command_line:
+        value = _from_command_line(value, typ)
+    elif isinstance(value, list):
+        value = tuple(value)  # a TOML array for a tuple field
     try:
-        if isinstance(value, str) and typ is not str and get_origin(typ) is not Literal:
-            value = _parse_str(value, typ)
-        origin = get_origin(typ)
-        if origin in _UNIONS:
-            if value is None and type(None) in get_args(typ):
-                return None
-            typ = next(a for a in get_args(typ) if a is not type(None))
-            origin = get_origin(typ)
-        if origin is Literal:
-            if value not in get_args(typ):
-                choices = ", ".join(repr(c) for c in get_args(typ))
-                raise ValueError(f"expected one of {choices}, got {value!r}")
-            return value
-        if origin is tuple:
-            if isinstance(value, str):
-                value = _parse_str(value, typ)
-            return tuple(coerce(v, get_args(typ)[0], key) for v in value)
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if typ is bool and not isinstance(value, bool):
-            raise ValueError(f"expected true/false, got {value!r}")
-        if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if typ in (float, str) and not isinstance(value, typ):
-            raise ValueError(f"expected {typ.__name__}, got {value!r}")
-        return value
-    except (ValueError, TypeError, StopIteration) as exc:
-        raise ConfigError(f"bad value for {key!r}: {exc}") from None
+        return _adapter(typ).validate_python(value, strict=not from_command_line)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ConfigError(f"bad value for {key!r}: {reason}, got {value!r}") from None
 
 
 def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:

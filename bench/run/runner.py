@@ -34,7 +34,7 @@ from bench.core.errors import DivergedError, Terminated, TrackingError, UserErro
 from bench.core.hashing import write_atomic
 from bench.core.paths import require_writable_folder
 from bench.core.provenance import hardware, provenance_tags
-from bench.core.seeds import derive_seed
+from bench.core.seeds import RUNNER_STREAMS, derive_seed
 from bench.data.formats import ReadSet
 from bench.data.real import DatasetCard, RealSet, load_card, load_real, smallest_class
 from bench.data.synthetic import GRID, SyntheticSet, save_grid
@@ -445,7 +445,7 @@ class Reproduction:
             synset,
             self.test,
             config.eval,
-            derive_seed(set_seed, 1),
+            RUNNER_STREAMS.seed(set_seed, "evaluation"),
             self.device,
             done=state["accuracies"],
             on_result=self._record_network(index, child, state),
@@ -485,7 +485,7 @@ class Reproduction:
             synset,
             self.test,
             self.config.eval,
-            derive_seed(set_seed, 3),
+            RUNNER_STREAMS.seed(set_seed, "stream_evaluation"),
             self.device,
             done={m: list(v) for m, v in done.items()},
             on_result=on_result,
@@ -569,7 +569,7 @@ class Reproduction:
                 synset,
                 self.test,
                 protocol,
-                derive_seed(seed, 2, it),
+                RUNNER_STREAMS.seed(seed, "evaluation_during", it),
                 self.device,
                 label=f"{label}iteration {it} ",
             )[model]

@@ -27,9 +27,10 @@ from bench.api import (
     Method,
     OuterLoop,
     RealSet,
+    SeedStreams,
+    Stream,
     SyntheticSet,
     build_network,
-    derive_seed,
     require_positive,
 )
 
@@ -53,6 +54,12 @@ class DMConfig:
             raise ConfigError(f"method.lr_img must be a positive number, got {self.lr_img}")
 
 
+# The seed streams of a synthetic set's seed, checked against the runner's when declared.
+STREAMS = SeedStreams(
+    init=Stream(0), iteration=Stream(1, ("iteration",)), network=Stream(2, ("iteration",))
+)
+
+
 def distill(
     real: RealSet,
     ipc: int,
@@ -71,7 +78,7 @@ def distill(
         DivergedError: the loss became NaN/inf (the last good set is kept).
     """
     card = real.card
-    generator = torch.Generator().manual_seed(derive_seed(seed, 0))
+    generator = torch.Generator().manual_seed(STREAMS.seed(seed, "init"))
     pools = [torch.nonzero(real.labels == c).flatten() for c in range(card.num_classes)]
     start = torch.cat([p[torch.randperm(len(p), generator=generator)[:ipc]] for p in pools])
     images = real.images[start].clone().to(device).requires_grad_(True)
@@ -99,9 +106,13 @@ def distill(
         },
     )
     for it in loop:
-        draws = torch.Generator().manual_seed(derive_seed(seed, 1, it))
+        draws = torch.Generator().manual_seed(STREAMS.seed(seed, "iteration", it))
         net = build_network(
-            config.model, card.channels, card.num_classes, card.image_size, derive_seed(seed, 2, it)
+            config.model,
+            card.channels,
+            card.num_classes,
+            card.image_size,
+            STREAMS.seed(seed, "network", it),
         ).to(device)
         for p in net.parameters():
             p.requires_grad_(False)
