@@ -13,7 +13,8 @@ Networks and the shared evaluation: ``NETWORKS``, ``build_network`` (ConvNet-3 a
 ``EvalProtocol``, ``train_on_synthetic``, ``train_many``, ``test_accuracy``, ``test_batch``,
 ``predictions``, ``SyntheticStream``, ``training_batches``, ``channels_last_copy``.
 Config: ``SPEED_ONLY`` (field metadata), ``require_positive``, ``require_in_range``,
-``require_learning_rates``, ``speed_only_fields``, ``as_flat_dict``. Seeds: ``SeedStreams`` of
+``require_learning_rates``, ``speed_only_fields``, ``as_flat_dict``; a command's options from
+a config dataclass: ``add_config_arguments``, ``config_from_arguments``. Seeds: ``SeedStreams`` of
 named ``Stream``s (checked against the runner's), ``derive_seed``.
 Errors: ``UserError`` and its kinds. For a method's own commands and speed scripts: devices,
 provenance, atomic files, tracking, the location options and benchmark records.
@@ -21,7 +22,9 @@ provenance, atomic files, tracking, the location options and benchmark records.
 
 from bench.core.config import (
     SPEED_ONLY,
+    add_config_arguments,
     as_flat_dict,
+    config_from_arguments,
     require_in_range,
     require_learning_rates,
     require_positive,
@@ -98,7 +101,9 @@ __all__ = [
     "Tracker",
     "UserError",
     "add_options",
+    "add_config_arguments",
     "as_flat_dict",
+    "config_from_arguments",
     "atomic_target",
     "build_network",
     "channels_last_copy",

@@ -70,20 +70,27 @@ class ExpertConfig:
     dataset: str = "cifar10"
     """dataset card name"""
     model: str = "ConvNet"
+    """the expert network (a name in ``bench.api.NETWORKS``); MTT: ConvNet (ConvNet-3)"""
     preprocessing: Preprocessing = "zca"
     """how the real images are preprocessed (``bench/data/preprocess.py``; MTT: ``"zca"``, the
     EuroSAT work's default: ``"none"``)"""
     num_experts: int = 100
+    """expert trajectories to train"""
     epochs: int = 50
+    """epochs per expert; one checkpoint per epoch is its trajectory"""
     lr: float = 0.01
+    """the experts' SGD learning rate (MTT's ``lr_teacher``)"""
     momentum: float = 0.0
+    """SGD momentum (MTT: 0)"""
     weight_decay: float = 0.0
+    """SGD weight decay (MTT: 0)"""
     batch_train: int = 256
     """mini-batch size (MTT: 256; the EuroSAT work: 128)"""
     augmentation: Literal["none", "dsa"] = "dsa"
     """``"dsa"`` with ``dsa_strategy`` (MTT); ``"none"`` (the EuroSAT work, whose
     ``DiffAugment`` returns its input)"""
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    """the DSA transforms, ``_``-separated (MTT's)"""
     images_per_class: int | None = None
     """train on the first ``n`` training images of each class (reduced budgets); None: all"""
     seed: int = 0

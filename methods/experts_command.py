@@ -10,7 +10,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bench.api import (
-    PREPROCESSING,
     Tracker,
     as_flat_dict,
     load_card,
@@ -82,63 +81,35 @@ def main(argv: list[str]) -> int:
     """``python -m bench experts [options]``: parse the options and run ``make_experts``."""
     import argparse
 
-    from bench.api import Location, add_options, from_namespace, pick_device
+    from bench.api import (
+        Location,
+        add_config_arguments,
+        add_options,
+        config_from_arguments,
+        from_namespace,
+        pick_device,
+    )
 
     p = argparse.ArgumentParser(
         prog="python -m bench experts",
         description="train and store MTT's expert trajectories (resumable: rerun to continue)",
     )
-    p.add_argument("--dataset", required=True, help="dataset card, e.g. cifar10-jpeg or eurosat")
-    p.add_argument("--model", default="ConvNet", help="architecture (default: ConvNet)")
-    p.add_argument(
-        "--preprocessing",
-        choices=PREPROCESSING,
-        default="zca",
-        help="normalise (card mean/std), zca (whitened, MTT's CIFAR protocol) or none (raw "
-        "[0, 1] pixels, the EuroSAT work's experts); default: zca",
-    )
+    add_config_arguments(p, ExpertConfig, required=("dataset",))
     p.add_argument(
         "--zca",
         dest="preprocessing",
         action="store_const",
         const="zca",
+        default=argparse.SUPPRESS,
         help="shorthand for --preprocessing zca",
     )
-    p.add_argument(
-        "--batch-train", type=int, default=256, help="mini-batch size (default: 256, MTT's)"
-    )
-    p.add_argument(
-        "--augmentation",
-        choices=("dsa", "none"),
-        default="dsa",
-        help="dsa (MTT's) or none (the EuroSAT work's); default: dsa",
-    )
-    p.add_argument("--num-experts", type=int, default=100, help="experts (default: 100)")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per expert (default: 50)")
-    p.add_argument(
-        "--images-per-class",
-        type=int,
-        default=None,
-        help="train on the first N images of each class (reduced budgets; default: all)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     p.add_argument(
         "--experts-dir", default="experts", help="root folder of trajectories (default: experts)"
     )
     add_options(p, Location)
     args = p.parse_args(argv)
     where = from_namespace(Location, args)
-    config = ExpertConfig(
-        dataset=args.dataset,
-        model=args.model,
-        preprocessing=args.preprocessing,
-        num_experts=args.num_experts,
-        epochs=args.epochs,
-        images_per_class=args.images_per_class,
-        batch_train=args.batch_train,
-        augmentation=args.augmentation,
-        seed=args.seed,
-    )
+    config = config_from_arguments(ExpertConfig, args)
     folder = make_experts(
         config,
         Path(args.experts_dir),

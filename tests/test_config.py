@@ -86,3 +86,27 @@ def test_an_int_for_a_float_is_widened_and_a_toml_array_is_a_tuple():
     assert cfg.lr_img == 1.0 and isinstance(cfg.lr_img, float)
     ev = apply_overrides(EvalProtocol(), {"models": ["ConvNet", "MLP"]}, "recipe [eval]")
     assert ev.models == ("ConvNet", "MLP")
+
+
+def test_a_commands_options_are_its_config_dataclasses_fields():
+    """``python -m bench experts`` takes one option per ``ExpertConfig`` field, parsed like
+    ``--set`` values; an option left out keeps the dataclass default."""
+    import argparse
+    import dataclasses
+
+    from bench.core.config import add_config_arguments, config_from_arguments
+    from methods.experts import ExpertConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, ExpertConfig, required=("dataset",))
+    flags = {a.option_strings[0] for a in parser._actions if a.option_strings} - {"-h"}
+    assert flags == {"--" + f.name.replace("_", "-") for f in dataclasses.fields(ExpertConfig)}
+    argv = ["--dataset", "mnist", "--lr", "0.1", "--images-per-class", "none", "--epochs", "3"]
+    config = config_from_arguments(ExpertConfig, parser.parse_args(argv))
+    assert config == ExpertConfig(dataset="mnist", lr=0.1, epochs=3)
+    with pytest.raises(ConfigError, match="bad value for 'num_experts'"):
+        config_from_arguments(
+            ExpertConfig, parser.parse_args(["--dataset", "x", "--num-experts", "2.5"])
+        )
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # --dataset is required

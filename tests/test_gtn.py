@@ -281,5 +281,5 @@ def test_stream_from_set_draws_fresh_eval_mode_batches(small_mnist):
     (a, ya), (b, _) = stream(rng), stream(rng)
     assert a.shape == synset.images.shape and torch.equal(ya, synset.labels)
     assert not torch.allclose(a, b)
-    replay = stream(torch.Generator().manual_seed(derive_seed(3, 4)))[0]  # the "sample" seed stream (methods.gtn.STREAMS)
+    replay = stream(torch.Generator().manual_seed(derive_seed(3, 4)))[0]  # gtn's "sample" stream
     torch.testing.assert_close(replay, synset.images)

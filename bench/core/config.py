@@ -7,6 +7,7 @@ line, parsed) against the field's type annotation.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -164,6 +165,36 @@ def apply_overrides(config: T, overrides: Mapping[str, Any], where: str) -> T:
             raise unknown_key_error(key, list(types), where)
         changes[key] = coerce(value, types[key], key)
     return dataclasses.replace(config, **changes)
+
+
+def add_config_arguments(parser: Any, cls: type, required: tuple[str, ...] = ()) -> None:
+    """One ``--kebab-case VALUE`` option per field of config dataclass ``cls`` on the argparse
+    ``parser``, its help the field's attribute docstring, type and default (``field_help``), so
+    a command's options cannot drift from the dataclass. Values stay strings until
+    ``config_from_arguments`` validates them; fields in ``required`` must be given."""
+    for row in field_help(cls):
+        default = "required" if row.name in required else f"default: {row.default}"
+        parser.add_argument(
+            "--" + row.name.replace("_", "-"),
+            dest=row.name,
+            required=row.name in required,
+            default=argparse.SUPPRESS,
+            metavar=row.name.upper(),
+            help=f"{row.description} ({row.type}; {default})".replace("%", "%%").lstrip(" "),
+        )
+
+
+def config_from_arguments(cls: type[T], args: Any) -> T:
+    """``cls`` at its defaults with the options ``add_config_arguments`` parsed into ``args``
+    applied (``apply_overrides``: pydantic's lax parsing of each string).
+
+    Raises:
+        ConfigError: a value that does not fit its field, or that ``cls`` refuses.
+    """
+    given = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)
+    }
+    return apply_overrides(cls(), given, "the command line")
 
 
 MAX_COUNT = 10_000_000
