@@ -71,12 +71,10 @@ def test_each_stacked_network_equals_the_one_trained_alone(model, epochs, batch_
     assert not torch.allclose(first[0], first[1])
 
 
-def test_batched_and_sequential_evaluation_give_the_same_accuracies(mnist):
-    train, test = mnist
-    card = test.card
-    subset = RealSet(test.images[:1000], test.labels[:1000], card)
+def _two_real_images_per_class(train: RealSet) -> SyntheticSet:
+    """The first two training images of each class as a 20-image set."""
     picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
-    synset = SyntheticSet(
+    return SyntheticSet(
         images=train.images[picks],
         labels=train.labels[picks],
         method="real",
@@ -84,6 +82,13 @@ def test_batched_and_sequential_evaluation_give_the_same_accuracies(mnist):
         ipc=2,
         seed=0,
     )
+
+
+def test_batched_and_sequential_evaluation_give_the_same_accuracies(mnist):
+    train, test = mnist
+    card = test.card
+    subset = RealSet(test.images[:1000], test.labels[:1000], card)
+    synset = _two_real_images_per_class(train)
     sequential = EvalProtocol(num_eval=4, epochs=20, augmentation="dc")
     batched = EvalProtocol(num_eval=4, epochs=20, augmentation="dc", networks_per_batch=3)
     seq = evaluate_synthetic_set(synset, subset, sequential, 3, CPU)["ConvNet"]
@@ -116,15 +121,7 @@ def test_test_passes_predict_exactly_what_the_plain_float32_pass_predicts(mnist)
     images (not approximately: no image flips); the network itself is left in its layout."""
     train, test = mnist
     card = test.card
-    picks = torch.cat([torch.nonzero(train.labels == c)[:2, 0] for c in range(10)])
-    synset = SyntheticSet(
-        images=train.images[picks],
-        labels=train.labels[picks],
-        method="real",
-        dataset="mnist",
-        ipc=2,
-        seed=0,
-    )
+    synset = _two_real_images_per_class(train)
     protocol = EvalProtocol(epochs=30, augmentation="dc")
     fresh = build_network("ConvNet", 1, 10, card.image_size, 11)
     trained = train_on_synthetic("ConvNet", synset, card, protocol, 3, CPU)

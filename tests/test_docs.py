@@ -604,3 +604,14 @@ def test_every_benchmark_file_a_doc_links_is_checked():
             if "leaderboards/benchmarks/" in target and target.endswith(".json"):
                 pair = (str(doc.relative_to(ROOT)), target.rsplit("/", 1)[1])
                 assert pair in checked, pair
+
+
+def test_the_fidelity_table_is_current():
+    """leaderboards/fidelity.md is ``scripts/reference_check/fidelity_table.py`` of the committed
+    check records (rewrite it with that module's ``write``, as every check does)."""
+    import runpy
+
+    table = runpy.run_path(str(ROOT / "scripts" / "reference_check" / "fidelity_table.py"))
+    folder = ROOT / "leaderboards" / "fidelity"
+    assert table["rows"](folder), "no committed differential-check record"
+    assert (ROOT / "leaderboards" / "fidelity.md").read_text() == table["render"](folder)

@@ -196,3 +196,26 @@ def test_the_example_and_the_builtins_import_bench_only_through_the_api():
                 modules = [alias.name for alias in node.names]
             for module in modules:
                 assert module == "bench.api" or not module.startswith("bench"), (path, module)
+
+
+def test_a_methods_folder_in_the_working_directory_cannot_stand_in_for_the_built_ins(tmp_path):
+    """Under ``python -m`` the working directory comes first on ``sys.path``: a user's own
+    ``methods/`` package there would be imported in place of the built-in methods. It is named
+    in one line instead of running someone else's code as DC."""
+    own = tmp_path / "methods"
+    own.mkdir()
+    (own / "__init__.py").write_text("")
+    (own / "gm.py").write_text("METHOD = None\n")
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "methods", "gm"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert f"{own / 'gm.py'} shadows the suite's built-in package 'methods'" in result.stderr

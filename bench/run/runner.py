@@ -372,7 +372,8 @@ class Reproduction:
             print(f"  overrides: {' '.join(config.overrides)}")
         speed = speed_settings(config)
         if speed:
-            print(f"  speed    : {' '.join(speed)} (speed only: the same results)")
+            note = "speed only: the same algorithm, float summation order may differ"
+            print(f"  speed    : {' '.join(speed)} ({note})")
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
         figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
         print(f"  power    : {ev.num_exp} set(s) x {ev.num_eval} networks: {figure.summary()}")
