@@ -14,15 +14,16 @@ INTRO = """# Fidelity: the suite against the reference code, step by step
 
 Each row is a differential check (`scripts/reference_check/`): the reference's own functions,
 imported from a checkout at the pinned commit, and the suite's faithful path, from the same
-initial synthetic set, the same network weights and the same real batches. Differences are
-per outer iteration: the matching loss (relative) and the synthetic images after the update
+initial synthetic set, the same network weights and the same real batches. Differences are per
+outer iteration: the matching loss (relative) and the synthetic images after the update
 (largest absolute difference relative to the largest pixel), worst over the iterations
-compared. 0 means bit-identical. Float32 summation order alone (GM's compiled real gradients,
-a speed-only setting) gives about 5e-6 after the first iteration, and the difference grows with
-every iteration as two float trajectories of a chaotic optimisation part (about 3e-2 after 20):
-such a side is a different draw of the same algorithm, not the same set. For scale, a 0.1 %
-change of GM's `lr_img` gives 9e-5 after the first iteration. The shims each check needed are
-listed in its record.
+compared. 0 means bit-identical; the reported loss, summed over classes in another order,
+differs in its last bits (1e-7) even where the images are bit-identical. Float32 summation
+order alone (GM's compiled real gradients, a speed-only setting) gives about 5e-6 after the
+first iteration, and the difference grows with every iteration as two float trajectories of a
+chaotic optimisation part (about 3e-2 after 20): such a side is a different draw of the same
+algorithm, not the same set. For scale, a 0.1 % change of GM's `lr_img` gives 9e-5 after the
+first iteration. The shims each check needed are listed in its record.
 
 Not yet compared: final accuracies over 10 seeds per side, the other method families, and the
 evaluation's augmentation, which is not the reference's yet (rotation by bicubic `grid_sample`
