@@ -357,6 +357,19 @@ def initial_synthetic_images(
     return torch.cat(picks)
 
 
+def draw_real_batches(
+    real_by_class: list[torch.Tensor], batch: int, generator: torch.Generator
+) -> torch.Tensor:
+    """One real batch per class, ``[K, batch, C, H, W]`` on the pools' device: from each
+    class's images ``[N_c, C, H, W]`` the first ``batch`` of ``torch.randperm(N_c)``, class
+    after class from ``generator`` (the reference's ``get_images(c, batch_real)``, main.py at
+    53f63a6, draws a random permutation likewise with numpy's global RNG)."""
+    picks = [torch.randperm(len(pool), generator=generator)[:batch] for pool in real_by_class]
+    return torch.stack(
+        [pool[pick.to(pool.device)] for pool, pick in zip(real_by_class, picks, strict=True)]
+    )
+
+
 def distill(
     real: RealSet,
     ipc: int,
@@ -443,13 +456,7 @@ def distill(
         loss_sum = 0.0
         for ol in range(outer_loop):
             # --- update the synthetic set: match per-class gradients ---
-            picks = [
-                torch.randperm(len(pool), generator=generator)[: config.batch_real]
-                for pool in real_by_class
-            ]
-            real_batches = torch.stack(
-                [pool[pick.to(device)] for pool, pick in zip(real_by_class, picks, strict=True)]
-            )
+            real_batches = draw_real_batches(real_by_class, config.batch_real, generator)
             loss, images.grad = matching_step(
                 net, images, ipc, real_batches, config, real_gradients
             )

@@ -43,20 +43,22 @@ class SeedStreams:
 
     def __init__(self, *, _runner: bool = False, **streams: Stream):
         self.streams = dict(streams)
-        paths: dict[tuple[int, int], str] = {}
+        seen: dict[tuple[int, int], str] = {}
+        taken = {} if _runner else RUNNER_STREAMS.paths()
         for name, stream in streams.items():
             path = (stream.code, len(stream.keys))
-            if path in paths:
-                raise ValueError(f"seed streams {paths[path]!r} and {name!r} share code {path[0]}")
-            paths[path] = name
-            if _runner:
-                continue
-            taken = {(s.code, len(s.keys)): n for n, s in RUNNER_STREAMS.streams.items()}
+            if path in seen:
+                raise ValueError(f"seed streams {seen[path]!r} and {name!r} share code {path[0]}")
+            seen[path] = name
             if path in taken and stream.overlaps != taken[path]:
                 raise ValueError(
                     f"seed stream {name!r} (code {stream.code}, {len(stream.keys)} key(s)) is the "
                     f"runner's {taken[path]!r} stream: pick another code (bench.core.seeds)"
                 )
+
+    def paths(self) -> dict[tuple[int, int], str]:
+        """Stream name by key path: (code, number of keys)."""
+        return {(s.code, len(s.keys)): name for name, s in self.streams.items()}
 
     def seed(self, base: int, name: str, *keys: int) -> int:
         """The seed of stream ``name`` for ``keys`` (one per declared key) under ``base``."""

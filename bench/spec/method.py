@@ -197,7 +197,8 @@ def _resolve(target: str) -> Any:
     module = importlib.import_module(module_name)
     top = module_name.split(".")[0]
     where = Path(getattr(module, "__file__", None) or SUITE_ROOT).resolve()
-    if top in _builtin_packages() and not where.is_relative_to(SUITE_ROOT):
+    # the location first: scanning the installed entry points is the costlier test
+    if not where.is_relative_to(SUITE_ROOT) and top in _builtin_packages():
         raise ConfigError(
             f"{where} shadows the suite's built-in package {top!r} (expected in {SUITE_ROOT}): "
             f"run from a directory without a {top}/ folder, or rename that folder"

@@ -73,13 +73,10 @@ def reference_distill(ref, real_by_class, images, ipc, config, seed, iterations)
         optimizer_net = torch.optim.SGD(net.parameters(), lr=config.lr_net)
         loss_avg = 0.0
         for ol in range(outer_loop):
-            picks = [
-                torch.randperm(len(pool), generator=generator)[: config.batch_real]
-                for pool in real_by_class
-            ]
+            real_batches = gm.draw_real_batches(real_by_class, config.batch_real, generator)
             loss = torch.tensor(0.0)
             for c in range(classes):
-                img_real = real_by_class[c][picks[c]]
+                img_real = real_batches[c]
                 lab_real = torch.full((len(img_real),), c, dtype=torch.long)
                 img_syn = image_syn[c * ipc : (c + 1) * ipc]
                 lab_syn = torch.full((ipc,), c, dtype=torch.long)
