@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.api import write_atomic
+
 INTRO = """# Fidelity: the suite against the reference code, step by step
 
 Each row is a differential check (`scripts/reference_check/`): the reference's own functions,
@@ -71,8 +73,8 @@ def render(folder: Path) -> str:
 
 
 def write(folder: Path) -> Path:
-    """Rewrite ``<folder>/../fidelity.md``; returns its path."""
+    """Rewrite ``<folder>/../fidelity.md`` atomically; returns its path."""
     target = folder.parent / "fidelity.md"
-    target.write_text(render(folder))
+    write_atomic(target, render(folder))
     print(f"wrote {target}")
     return target
