@@ -50,7 +50,7 @@ named after the report's cells run its protocol, the ``-fixed`` recipes the corr
 | L260 seed from the clock | every draw from ``derive_seed(seed, ...)`` | different: reproducible runs |
 | L276/L320 evaluated at iteration 2499, before its update (2499 steps) | evaluated after all ``iterations`` steps | different by one step of 2500, not worth a special case |
 | L163-168 ``populate_img``: binary image, fed raw to ``ConvNet`` | ``projected_images``, ``pixels="binary"`` | same; ``-fixed``: normalised with MNIST's mean/std |
-| L138 ``augment`` on every batch, test batches (256) included | ``EvalProtocol.augment_test`` | same draw distribution (DC's crop/scale/rotate, batched; ``bench/data/augment.py``); ``-fixed``: training only |
+| L138 ``augment`` on every batch, test batches (256) included | ``EvalProtocol.augment_test`` | the reference's transforms bit for bit given the same draws, drawn from the run's seed (``bench/data/augment.py``, ``leaderboards/fidelity.md``); ``-fixed``: training only |
 | L325 5 ConvNets on the one final set, averaged offline (report) | paper budget ``num_exp=1, num_eval=5`` | same; ``-fixed``: 5 sets x 5 ConvNets |
 | L169-198 SGD 0.01, momentum 0.9, wd 5e-4, 1001 epochs, decay at 501, batch 256 | shared evaluation, ``epochs=1000`` | same |
 | ``MEPytorch``: net_depth hard-coded (2/3/4 by editing) | ``layers`` | same networks, chosen by config |

@@ -1,6 +1,7 @@
 """``leaderboards/fidelity.md`` from the committed differential-check records
 (``leaderboards/fidelity/*.json``, written by this folder's checks): per family and side, the
-reference commit, how many outer iterations were compared and the worst per-step differences.
+reference commit, how many steps were compared (outer iterations, or the record's ``unit``) and
+the worst per-step differences.
 ``tests/test_docs.py`` checks the committed table is current."""
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ imported from a checkout at the pinned commit, and the suite's faithful path, fr
 initial synthetic set, the same network weights and the same real batches. Differences are per
 outer iteration: the matching loss (relative) and the synthetic images after the update
 (largest absolute difference relative to the largest pixel), worst over the iterations
-compared. 0 means bit-identical; the reported loss, summed over classes in another order,
-differs in its last bits (1e-7) even where the images are bit-identical. Float32 summation
+compared. The evaluation's DC augmentation is compared per batch of real images given the same
+parameters (the augmented images). 0 means bit-identical; the reported loss, summed over
+classes in another order, differs in its last bits (1e-7) even where the images are
+bit-identical. Float32 summation
 order alone (GM's compiled real gradients, a speed-only setting) gives about 5e-6 after the
 first iteration, and the difference grows with every iteration as two float trajectories of a
 chaotic optimisation part (about 3e-2 after 20): such a side is a different draw of the same
 algorithm, not the same set. For scale, a 0.1 % change of GM's `lr_img` gives 9e-5 after the
 first iteration. The shims each check needed are listed in its record.
 
-Not yet compared: final accuracies over 10 seeds per side, the other method families, and the
-evaluation's augmentation, which is not the reference's yet (rotation by bicubic `grid_sample`
-instead of `scipy.ndimage.rotate`, scale placed about the centre instead of at whole-pixel
-offsets; issue 35).
+Not yet compared: final accuracies over 10 seeds per side, and the other method families
+(issue 35).
 """
+
+
+def _worst(steps: list[dict], key: str) -> str:
+    """The largest ``key`` over the steps, or "—" where the check has no such measure."""
+    values = [s[key] for s in steps if key in s]
+    return f"{max(values):.1e}" if values else "—"
 
 
 def rows(folder: Path) -> list[list[str]]:
@@ -46,9 +53,9 @@ def rows(folder: Path) -> list[list[str]]:
                     record["recipe"],
                     record["reference"],
                     side,
-                    str(len(steps)),
-                    f"{max(s['loss_rel_diff'] for s in steps):.1e}",
-                    f"{max(s['images_rel_diff'] for s in steps):.1e}",
+                    f"{len(steps)} {record.get('unit', 'outer iterations')}",
+                    _worst(steps, "loss_rel_diff"),
+                    _worst(steps, "images_rel_diff"),
                     record["commit"][:7],
                     f"[record](fidelity/{path.name})",
                 ]
@@ -62,7 +69,7 @@ def render(folder: Path) -> str:
         "recipe",
         "reference",
         "suite side",
-        "outer iterations",
+        "steps compared",
         "worst loss diff",
         "worst image diff",
         "suite commit",
