@@ -294,14 +294,21 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     folder = Path(args.ledger)
     if args.missing:
         from bench.reports.ledger import read_ledger
-        from bench.reports.plan import missing_sets
+        from bench.reports.plan import kept_sets, missing_sets
         from bench.run.options import format_sets
 
         runs = read_ledger(folder / "runs")
         for recipe in recipes_of(names):
             missing, _ = missing_sets(recipe, runs)
-            if recipe.published is not None and missing:
-                print(recipe.name, format_sets(missing))
+            kept = kept_sets(recipe, runs, missing)
+            distil = [i for i in missing if i not in kept]
+            if recipe.published is None:
+                continue
+            if args.missing == "kept" and kept:
+                records = [str(folder / "runs" / f"{r}.json") for r in dict.fromkeys(kept.values())]
+                print(recipe.name, format_sets(tuple(kept)), *records)
+            elif args.missing == "distil" and distil:
+                print(recipe.name, format_sets(tuple(distil)))
         return 0
     if args.measure:
         for recipe in recipes_of(names):
@@ -545,9 +552,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--missing",
-        action="store_true",
-        help="print only `RECIPE SETS` for each recipe whose paper design lacks sets (for "
-        "`sweep RECIPE --budget paper --per-set --sets SETS`)",
+        nargs="?",
+        const="distil",
+        choices=("distil", "kept"),
+        help="print only `RECIPE SETS` for each recipe whose paper design lacks sets to distil "
+        "(for `sweep RECIPE --budget paper --per-set --sets SETS`); `--missing kept`: "
+        "`RECIPE SETS RECORD...` for the sets an older recipe version kept, to evaluate again "
+        "(`reproduce RECIPE --budget paper --sets SETS --distilled-from RECORD...`)",
     )
     p.add_argument(
         "--iterations",

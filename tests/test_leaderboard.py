@@ -118,7 +118,7 @@ def log_sets(tracker, tmp_path, recipe, sets, seed, budget="paper", comparable=T
         recipe,
         {
             "recipe": recipe,
-            "recipe_version": "1",
+            "recipe_version": str(load_recipe(recipe).version),
             "budget": budget,
             "seed": str(seed),
             "dataset": "mnist",

@@ -30,6 +30,7 @@ EVERYTHING = RunOptions(
     resume="0123abcd",
     parallel_sets=3,
     sets="0,2-3",
+    distilled_from=("leaderboards/runs/a.json", "b c.json"),
 )
 
 

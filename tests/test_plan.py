@@ -11,16 +11,28 @@ from bench.cli import main
 from bench.reports.plan import Rates, measure, plan_rows, read_rates, record_rates
 from bench.spec.recipes import load_recipe, resolve
 
+CURRENT = str(load_recipe("gm-mnist-ipc1").version)
 
-def _record(folder, run_id, indices, seed=0, budget="paper", sets=None, seconds=(600.0, 300.0)):
-    """A ledger record of a shard of gm-mnist-ipc1 as ``bench leaderboard --ingest`` writes it."""
+
+def _record(
+    folder,
+    run_id,
+    indices,
+    seed=0,
+    budget="paper",
+    sets=None,
+    seconds=(600.0, 300.0),
+    version=CURRENT,
+):
+    """A ledger record of a shard of gm-mnist-ipc1 as ``bench leaderboard --ingest`` writes it
+    (its set files named, not written)."""
     sets = sets or [[91.0, 92.0] for _ in indices]
     record = {
         "run_id": run_id,
         "start_time_ms": len(list(folder.glob("*.json"))),
         "tags": {
             "recipe": "gm-mnist-ipc1",
-            "recipe_version": "1",
+            "recipe_version": version,
             "budget": budget,
             "dataset": "mnist",
             "dataset_name": "MNIST",
@@ -42,6 +54,7 @@ def _record(folder, run_id, indices, seed=0, budget="paper", sets=None, seconds=
                 "hardware": "cpu: 1 threads, Test CPU",
                 "distill_s": seconds[0],
                 "evaluate_s": seconds[1],
+                "file": f"{run_id}/set{i}.safetensors",
             }
             for i in indices
         ],
@@ -70,7 +83,7 @@ def test_plan_counts_the_sets_of_the_most_complete_paper_design(tmp_path, monkey
     assert row[:4] == ["gm-mnist-ipc1", "91.7", "3 of 5", "1, 4"]
     # 900 s per set from the ledger's records; 2 missing sets, one per core: 900 s
     assert row[4:7] == ["15 min", "15 min", "—"]
-    assert row[7] == "3 paper set(s) of this recipe (ledger)"
+    assert row[7] == "4 paper set(s) of this recipe (ledger)"  # rates from every paper design
 
 
 def test_plan_uses_measured_rates_where_the_ledger_has_no_paper_set(tmp_path, monkeypatch):
@@ -131,3 +144,30 @@ def test_missing_sets_feed_a_per_set_sweep(tmp_path, capsys):
     assert [(t.sets, t.shard) for t in tasks] == [("1", True), ("4", True)]
     whole = sweep_plan(SweepOptions(recipes=("gm-mnist-ipc1",), budget="paper"))
     assert [(t.sets, t.shard) for t in whole] == [("0-4", False)]
+
+
+def test_sets_an_older_version_kept_need_their_evaluation_only(tmp_path, capsys, monkeypatch):
+    """gm-mnist-ipc1 v2 distils as v1 did (``distilled_since = 1``): v1's kept sets 0 and 2 are
+    listed for evaluation only, costed at their evaluation seconds, and ``--missing kept``
+    names them with their records for ``reproduce --distilled-from``."""
+    recipe = load_recipe("gm-mnist-ipc1")
+    assert recipe.distilled_since < recipe.version
+    old = str(recipe.distilled_since)
+    runs = tmp_path / "runs"
+    _record(runs, "a", [0], version=old)
+    _record(runs, "b", [2], version=old, seconds=(600.0, 200.0))
+    _record(runs, "c", [1], version=CURRENT)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    (row,) = plan_rows(["gm-mnist-ipc1"], runs, tmp_path / "benchmarks", "Test CPU")
+    assert row[2:4] == ["1 of 5", "3, 4; 0, 2 kept: evaluation only"]
+    # median 900 s per set; sets 3 and 4 on two cores: 900 s; sets 0 and 2: 2 x median 300 s
+    assert row[4:6] == ["15 min", "25 min"]
+    assert main(["plan", "gm-mnist-ipc1", "--missing", "kept", "--ledger", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == [
+        "gm-mnist-ipc1",
+        "0,2",
+        str(runs / "a.json"),
+        str(runs / "b.json"),
+    ]
+    assert main(["plan", "gm-mnist-ipc1", "--missing", "--ledger", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == ["gm-mnist-ipc1", "3-4"]

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from bench.cli import main
 from bench.core.errors import UserError
@@ -192,24 +193,33 @@ def test_a_conflicting_duplicate_set_is_reported_and_not_pooled(design, tmp_path
     )
 
 
+PAPER_SHARD = [
+    *("--budget", "paper", "--sets", "1"),
+    *("--set", "method.compile=false", "--set", "eval.compile_test=false"),
+]
+
+
+@pytest.fixture(scope="module")
+def paper_shard(tmp_path_factory, data_root):
+    """Set 1 of a (tiny) paper-budget design, its store and its ledger."""
+    from bench.reports.leaderboard import write_leaderboards
+
+    root = tmp_path_factory.mktemp("paper")
+    out, boards = root / "store", root / "boards"
+    tracker, (run,) = _reproduce(data_root, out, *PAPER_SHARD)
+    write_leaderboards(tracker, boards)
+    return out, boards, tracker, run
+
+
 @pytest.mark.slow
-def test_a_paper_shards_set_file_is_committed_beside_its_record(tmp_path, data_root):
+def test_a_paper_shards_set_file_is_committed_beside_its_record(paper_shard):
     """At the paper budget the ledger keeps every set's file (``runs/<id>/set<i>.safetensors``)
     with its hash, machine and seconds, and ``bench evaluate`` reads it back."""
     from bench.core.hashing import sha256_file
     from bench.data.formats import read_set_file
     from bench.data.real import load_card
-    from bench.reports.leaderboard import write_leaderboards
 
-    out = tmp_path / "store"
-    tracker, (run,) = _reproduce(
-        data_root,
-        out,
-        *("--budget", "paper", "--sets", "1"),
-        *("--set", "method.compile=false", "--set", "eval.compile_test=false"),
-    )
-    boards = tmp_path / "boards"
-    write_leaderboards(tracker, boards)
+    out, boards, tracker, run = paper_shard
     record = json.loads((boards / "runs" / f"{run.info.run_id}.json").read_text())
     assert record["set_indices"] == [1] and record["design"]["num_exp"] == 3
     (entry,) = record["set_records"]
@@ -222,3 +232,53 @@ def test_a_paper_shards_set_file_is_committed_beside_its_record(tmp_path, data_r
     assert found.synset.images.shape == (10, 1, 28, 28)
     cell = _cell(boards)
     assert cell[HEADERS.index("verdict")].startswith("in progress: 1 of 3 sets, paper protocol")
+
+
+@pytest.mark.slow
+def test_a_kept_set_is_evaluated_again_instead_of_distilled(
+    paper_shard, tmp_path, data_root, capsys
+):
+    """``--distilled-from RECORD``: the kept file of set 1 is evaluated under the current
+    protocol without distilling it again (same images, so with the same evaluation seeds the
+    same per-network accuracies), and the new record names the run that distilled it; a record
+    of another design, or one that keeps no file of a set asked for, is refused before any
+    run is created."""
+    from bench.core.hashing import sha256_file
+    from bench.data.synthetic import SyntheticSet
+    from bench.reports.leaderboard import write_leaderboards
+
+    _, boards, _, run = paper_shard
+    record = boards / "runs" / f"{run.info.run_id}.json"
+    old = json.loads(record.read_text())
+    argv = ["reproduce", "gm-mnist-ipc1", "--data-root", str(data_root), *TINY, *PAPER_SHARD]
+    for extra, message in [
+        (["--seed", "1"], "its seed is '0', this run's '1'"),
+        (["--sets", "0-1"], "no record given keeps a file of set(s) 0"),
+    ]:
+        out = tmp_path / "refused"
+        assert main([*argv, "--out", str(out), "--distilled-from", str(record), *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not (out / "mlflow.db").exists()
+
+    out = tmp_path / "again"
+    tracker, (again,) = _reproduce(data_root, out, *PAPER_SHARD, "--distilled-from", str(record))
+    assert "distill:" not in capsys.readouterr().err  # no distillation progress bar
+    assert _accuracies(out, [again]) == {1: old["sets"][0]}
+    new_boards = tmp_path / "boards"
+    write_leaderboards(tracker, new_boards)
+    (entry,) = json.loads((new_boards / "runs" / f"{again.info.run_id}.json").read_text())[
+        "set_records"
+    ]
+    (kept,) = old["set_records"]
+    assert entry["distilled_in"] == run.info.run_id
+    assert (entry["commit"], entry["hardware"], entry["distill_s"]) == (
+        kept["commit"],
+        kept["hardware"],
+        kept["distill_s"],
+    )
+    images = [
+        SyntheticSet.load(folder / "runs" / e["file"]).images
+        for folder, e in ((boards, kept), (new_boards, entry))
+    ]
+    assert torch.equal(*images)
+    assert sha256_file(new_boards / "runs" / entry["file"]) == entry["sha256"]

@@ -10,7 +10,8 @@ final set), and since shards (``reproduce --sets``):
 - ``design``: ``protocol_hash`` (``bench.spec.recipes.protocol_hash``: the resolved config
   without seed and speed-only settings), ``seed`` and ``num_exp``, the design's size;
 - ``set_records``: per set its index, the SHA-256 of its synthetic-set file, the machine and
-  commit that made it and the compute seconds of its distillation and evaluation; for
+  commit that made it (``distilled_in``: the run whose kept file this run evaluated again) and
+  the compute seconds of its distillation and evaluation; for
   ``paper``-budget runs also ``file``, the set itself, committed beside the record as
   ``runs/<run id>/set<i>.safetensors`` so that anyone can re-judge it (``bench evaluate``).
 
@@ -49,6 +50,10 @@ class SetRecord:
     """the committed copy, relative to the ledger folder (``paper`` budget only)"""
     hardware: str = ""
     commit: str = ""
+    distilled_in: str = ""
+    """the run that distilled it where this run evaluated a kept file again
+    (``reproduce --distilled-from``); then ``hardware``, ``commit`` and ``distill_s`` are that
+    run's; empty: distilled by this run"""
     distill_s: float | None = None
     """wall-clock seconds its process spent distilling (summed over resumes, so without the time
     between them; with any time the process was paused), where the run logged them"""
@@ -333,6 +338,10 @@ def _set_records(tracker: Tracker, run, indices: list[int], folder: Path) -> lis
             records.append(entry)
             continue
         entry["sha256"] = child.data.tags.get(f"sha256/{SET_FILE}", "")
+        if "distilled_in" in child.data.tags:  # evaluated again: made by that run
+            entry["distilled_in"] = child.data.tags["distilled_in"]
+            entry["hardware"] = child.data.tags.get("distilled_hardware", "")
+            entry["commit"] = child.data.tags.get("distilled_commit", "")
         for key in ("distill_s", "evaluate_s"):
             if f"time/{key}" in child.data.metrics:
                 entry[key] = child.data.metrics[f"time/{key}"]

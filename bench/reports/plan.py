@@ -14,6 +14,10 @@ which runs the recipe's paper configuration for a few outer iterations and two s
 on this machine, one single-threaded process beside one other (as paper sets run on a small
 machine: one set per core) and records the rates in ``leaderboards/benchmarks/plan-rates.json``.
 A GPU figure is shown where the ledger holds a paper set made on a GPU.
+
+A set that an older version of the recipe kept, from its ``distilled_since`` on (the same
+distillation), is listed as "kept: evaluation only" and costed at its evaluation seconds:
+``reproduce --distilled-from`` evaluates the committed file again (``bench.run.kept``).
 """
 
 from __future__ import annotations
@@ -72,14 +76,14 @@ def _duration(seconds: float | None) -> str:
     return f"{hours:.1f} h" if hours >= 1 else f"{seconds / 60:.0f} min"
 
 
-def paper_designs(recipe: Recipe, runs: list[MeasuredRun]) -> list[Design]:
-    """The designs of ``recipe``'s current version on the paper protocol, most complete
-    first."""
+def paper_designs(recipe: Recipe, runs: list[MeasuredRun], version: int = 0) -> list[Design]:
+    """The designs of ``recipe``'s ``version`` (default: the current one) on the paper
+    protocol, most complete first."""
     mine = [
         r
         for r in runs
         if r.recipe == recipe.name
-        and r.recipe_version == str(recipe.version)
+        and r.recipe_version == str(version or recipe.version)
         and r.budget == "paper"
         and not r.overrides
         and not r.submitted
@@ -98,20 +102,37 @@ def missing_sets(recipe: Recipe, runs: list[MeasuredRun]) -> tuple[tuple[int, ..
     return tuple(i for i in range(size) if i not in done), best
 
 
-def _ledger_rates(design: Design | None, gpu: bool) -> float | None:
-    """Median compute seconds per set of the design's sets made on a GPU (``gpu``) or a CPU,
-    from their records (distillation + evaluation seconds, else wall time)."""
-    if design is None:
-        return None
-    seconds = []
-    for run in design.runs:
-        for record in run.set_records:
-            if record.hardware.startswith("cuda") != gpu:
+def kept_sets(recipe: Recipe, runs: list[MeasuredRun], missing: tuple[int, ...]) -> dict[int, str]:
+    """Of the ``missing`` sets, those whose files an older version of ``recipe`` from its
+    ``distilled_since`` on kept in the ledger (seed 0, the design the current one would
+    continue): set index -> run id of the record, for ``reproduce --distilled-from``. Such a
+    set needs its evaluation only."""
+    found: dict[int, str] = {}
+    for version in range(recipe.version - 1, recipe.distilled_since - 1, -1):  # newest first
+        for design in paper_designs(recipe, runs, version):
+            if design.key[1] != "0":
                 continue
-            if record.distill_s is not None and record.evaluate_s is not None:
-                seconds.append(record.distill_s + record.evaluate_s)
-            elif record.wall_s is not None:
-                seconds.append(record.wall_s)
+            for run in design.runs:
+                for record in run.set_records:
+                    if record.index in missing and record.file and record.index in design.sets:
+                        found.setdefault(record.index, run.run_id)
+    return dict(sorted(found.items()))
+
+
+def _ledger_rates(designs: list[Design], gpu: bool, evaluation_only: bool = False) -> float | None:
+    """Median compute seconds per set of the designs' sets made on a GPU (``gpu``) or a CPU,
+    from their records (distillation + evaluation seconds, else wall time; with
+    ``evaluation_only`` the evaluation seconds alone)."""
+    seconds = []
+    for design in designs:
+        for run in design.runs:
+            for record in run.set_records:
+                if record.hardware.startswith("cuda") != gpu or record.distilled_in:
+                    continue
+                if record.distill_s is not None and record.evaluate_s is not None:
+                    seconds.append(record.evaluate_s + (0 if evaluation_only else record.distill_s))
+                elif record.wall_s is not None and not evaluation_only:
+                    seconds.append(record.wall_s)
     return statistics.median(seconds) if seconds else None
 
 
@@ -136,22 +157,34 @@ def plan_rows(
             continue
         config = resolve(recipe, "paper", 0)
         missing, best = missing_sets(recipe, runs)
+        kept = kept_sets(recipe, runs, missing)
+        distil = [i for i in missing if i not in kept]
         size = config.eval.num_exp
         done = sorted(best.sets) if best else []
-        here = _ledger_rates(best, gpu=False)
-        basis = f"{len(done)} paper set(s) of this recipe (ledger)" if here else ""
+        # the rates of this version's sets, else of the versions whose sets it would distil
+        versions = range(recipe.version, recipe.distilled_since - 1, -1)
+        measured_designs = [d for v in versions for d in paper_designs(recipe, runs, v)]
+        here = _ledger_rates(measured_designs, gpu=False)
+        evaluation = _ledger_rates(measured_designs, gpu=False, evaluation_only=True)
+        sets_measured = sum(len(d.sets) for d in measured_designs)
+        basis = f"{sets_measured} paper set(s) of this recipe (ledger)" if here else ""
         if here is None and recipe.name in measured:
             rates = Rates(**measured[recipe.name])
             here, basis = rates.per_set(config), rates.basis
-        gpu = _ledger_rates(best, gpu=True)
+        gpu = _ledger_rates(measured_designs, gpu=True)
         cores = os.cpu_count() or 1
-        rest = None if here is None else here * math.ceil(len(missing) / cores)
+        rest = None if here is None else here * math.ceil(len(distil) / cores)
+        if rest is not None and kept:  # kept sets: evaluation only, one after another
+            rest = None if evaluation is None else rest + evaluation * len(kept)
+        shown = ", ".join(map(str, distil))
+        if kept:
+            shown += ("; " if shown else "") + ", ".join(map(str, kept)) + " kept: evaluation only"
         rows.append(
             [
                 recipe.name,
                 f"{recipe.published.mean}",
                 f"{len(done)} of {size}",
-                ", ".join(map(str, missing)) or "none",
+                shown or "none",
                 _duration(here),
                 _duration(rest) if missing else "—",
                 _duration(gpu),

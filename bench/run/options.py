@@ -168,6 +168,14 @@ class RunOptions(RecipeOptions, Location):
         "judges it once every set is in)",
         metavar="SPEC",
     )
+    distilled_from: tuple[str, ...] = option(
+        (),
+        "evaluate the sets kept in this ledger record (leaderboards/runs/<run id>.json, a paper "
+        "run of the same design from a recipe version whose distillation is this one's) instead "
+        "of distilling them again (repeatable)",
+        action="append",
+        metavar="RECORD",
+    )
     parallel_sets: int = option(
         1,
         "distil and evaluate up to N synthetic sets at once, each in its own process on the "

@@ -47,6 +47,7 @@ from bench.evaluation.stats import (
     verdict,
 )
 from bench.run.checkpoint import CheckpointStore
+from bench.run.kept import KeptSet, kept_sets
 from bench.run.lock import RunLock, holder
 from bench.run.options import RunOptions, format_sets, parse_sets, reproduce_argv
 from bench.run.parallel_sets import run_sets_in_processes
@@ -160,6 +161,9 @@ class Reproduction:
     shard (``--sets``) whose sets get exactly the seeds of the full run"""
     lock: RunLock | None = None
     """held while this process writes the run (``bench.run.lock``); released when it ends"""
+    kept: dict[int, KeptSet] = field(default_factory=dict)
+    """sets distilled by an earlier run of the design, evaluated again instead of distilled
+    (``--distilled-from``, ``bench.run.kept``)"""
 
     @property
     def is_shard(self) -> bool:
@@ -227,6 +231,9 @@ class Reproduction:
             )
         count = config.eval.num_exp
         indices = parse_sets(options.sets, count) if options.sets else tuple(range(count))
+        if sets is not None and options.distilled_from:
+            raise UserError("--distilled-from is for reproduce; evaluate takes the files")
+        kept = kept_sets(options.distilled_from, recipe, config, indices)
         # only once the inputs are known good is anything written (the store, --out)
         out = require_writable_folder(Path(options.out), "--out")
         tracker = Tracker(resolve_tracking_uri(options.tracking_uri, out), out)
@@ -258,6 +265,7 @@ class Reproduction:
             parallel_sets=options.parallel_sets,
             set_indices=indices,
             lock=lock,
+            kept=kept,
         )
         if not options.resume:
             run.folder.mkdir(parents=True, exist_ok=True)
@@ -416,6 +424,11 @@ class Reproduction:
         if self.given is not None:  # made elsewhere: evaluated as a distilled one
             synset = self.given[index].synset
             self.tracker.set_tags(child, self.given[index].tags())
+        elif index in self.kept:  # distilled by an earlier run of the design
+            synset = self.kept[index].synset
+            self.tracker.set_tags(child, self.kept[index].tags())
+            if self.kept[index].distill_s is not None:
+                state["distill_s"] = self.kept[index].distill_s
         elif "synthetic" in state:  # distilled before an interruption
             synset = SyntheticSet.from_tensors(
                 state["synthetic"],

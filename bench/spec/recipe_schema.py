@@ -120,6 +120,13 @@ class RecipeModel(TomlModel):
 
     name: str = Field(description="equal to the file name")
     version: int = Field(ge=1, description="raised whenever the recipe's protocol changes")
+    distilled_since: int | None = Field(
+        None,
+        ge=1,
+        description="the oldest version whose synthetic sets this version would distil the same "
+        "(raised with the version only where the distillation changed); kept sets of versions "
+        "from it on are evaluated again with reproduce --distilled-from (default: the version)",
+    )
     title: str | None = Field(None, description="one line for tables (default: the name)")
     method: str = Field(description="a registered method (python -m bench methods)")
     dataset: str = Field(description="a dataset card (datasets/<name>.toml)")
@@ -146,6 +153,14 @@ class RecipeModel(TomlModel):
     )
 
     _name = field_validator("name")(name_is_file_name)
+
+    @model_validator(mode="after")
+    def _distilled_no_later(self) -> RecipeModel:
+        if self.distilled_since is not None and self.distilled_since > self.version:
+            raise rule(
+                f"distilled_since={self.distilled_since} is later than version={self.version}"
+            )
+        return self
 
 
 class GroupModel(TomlModel):

@@ -76,6 +76,9 @@ class Recipe:
     variant: str | None = None
     """why this recipe is a labelled variant of a published cell (a fix or an improvement
     beside the faithful recipe); None: the faithful recipe"""
+    distilled_since: int = 0
+    """the oldest recipe version whose synthetic sets this version distils the same (kept sets
+    from it on can be evaluated again: ``reproduce --distilled-from``); 0: ``version``"""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def _parse(name: str, raw: dict, path: Path) -> Recipe | RecipeGroup:
     return Recipe(
         name=name,
         version=model.version,
+        distilled_since=model.distilled_since or model.version,
         title=model.title or name,
         method=model.method,
         dataset=model.dataset,
@@ -230,6 +234,10 @@ class RunConfig:
             "recipe_dataset": self.recipe_dataset,
         }
 
+    def protocol_overrides(self) -> list[str]:
+        """The ``--set`` overrides that can change results (speed-only ones left out)."""
+        return [o for o in self.overrides if not self._speed_only(o.split("=", 1)[0])]
+
     def _speed_only(self, key: str) -> bool:
         """Whether ``section.field`` is marked ``metadata={"speed_only": True}``: it changes how
         fast a result is computed, not the result (e.g. ``eval.networks_per_batch``)."""
@@ -242,7 +250,7 @@ class RunConfig:
         reasons = []
         if self.budget != "paper":
             reasons.append(f"budget={self.budget}")
-        changed = [o for o in self.overrides if not self._speed_only(o.split("=", 1)[0])]
+        changed = self.protocol_overrides()
         if changed:
             reasons.append("overrides: " + ", ".join(changed))
         if self.dataset != self.recipe_dataset:
