@@ -187,6 +187,31 @@ def test_committed_json_schemas_are_the_codes_and_every_shipped_file_fits_them()
         jsonschema.validate(bad, schemas["recipe.schema.json"])
 
 
+@pytest.mark.parametrize(
+    ("table", "entry", "message"),
+    [
+        ("method_overrides", {"lr_imgg": 0.1}, "lr_imgg"),  # gm's config has lr_img
+        ("method_overrides", {"iterations": "many"}, "'many' is not of type 'integer'"),
+        ("eval", {"epochz": 3}, "epochz"),
+        ("eval", {"augmentation": "flip"}, "'flip' is not one of"),
+        ("budgets.smoke.method", {"outer_loopp": 1}, "outer_loopp"),
+        ("budgets.reduced.eval", {"num_exp": 1.5}, "1.5 is not of type 'integer'"),
+    ],
+)
+def test_the_recipe_schema_types_the_method_and_eval_tables(table, entry, message):
+    """An editor's validator sees a method's config fields (by the recipe's ``method``) and the
+    evaluation protocol's in their tables, not free dictionaries."""
+    schema = schema_files()["reproduce/recipe.schema.json"]
+    raw = tomllib.loads((RECIPES_DIR / "gm-mnist-ipc1.toml").read_text())
+    jsonschema.validate(raw, schema)
+    where = raw
+    for key in table.split(".")[:-1]:
+        where = where[key]
+    where.setdefault(table.split(".")[-1], {}).update(entry)
+    with pytest.raises(jsonschema.ValidationError, match=message):
+        jsonschema.validate(raw, schema)
+
+
 def test_schema_command_writes_the_three_files(tmp_path, capsys):
     assert main(["schema", "--out", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())

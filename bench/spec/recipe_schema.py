@@ -175,13 +175,60 @@ class GroupModel(TomlModel):
     _name = field_validator("name")(name_is_file_name)
 
 
+def config_table_schema(cls: type) -> dict[str, Any]:
+    """The JSON schema of a TOML table that sets some fields of config dataclass ``cls`` (a
+    method's config, ``EvalProtocol``): each field's type (pydantic) and attribute docstring,
+    none required, no other key."""
+    from pydantic import TypeAdapter
+
+    from bench.core.config import field_help
+
+    schema = TypeAdapter(cls).json_schema()
+    schema.pop("required", None)
+    described = {row.name: row.description for row in field_help(cls)}
+    for name, field_schema in schema["properties"].items():
+        field_schema.pop("title", None)
+        if described.get(name):
+            field_schema["description"] = described[name]
+    return {**schema, "additionalProperties": False}
+
+
+def recipe_schema() -> dict[str, Any]:
+    """``RecipeModel``'s JSON schema with the ``[eval]`` tables typed by ``EvalProtocol`` and,
+    per registered method, its ``[method_overrides]`` and budget ``method`` tables by its config
+    (``if method == name then ...``), so an editor completes and checks their keys."""
+    from bench.evaluation.evaluate import EvalProtocol
+    from bench.spec.method import load_method, registered_methods
+
+    schema = json_schema(RecipeModel, "DistillBench recipe")
+    evaluation = config_table_schema(EvalProtocol)
+    for properties in (schema["properties"], schema["$defs"]["BudgetModel"]["properties"]):
+        properties["eval"] = {**evaluation, "description": properties["eval"]["description"]}
+    schema["allOf"] = []
+    for name in sorted(registered_methods()):
+        config = config_table_schema(load_method(name).config_class)
+        budget = {"properties": {"method": config}}
+        schema["allOf"].append(
+            {
+                "if": {"properties": {"method": {"const": name}}, "required": ["method"]},
+                "then": {
+                    "properties": {
+                        "method_overrides": config,
+                        "budgets": {"properties": {"smoke": budget, "reduced": budget}},
+                    }
+                },
+            }
+        )
+    return schema
+
+
 def schema_files() -> dict[str, dict[str, Any]]:
     """Path in the repository -> JSON schema, for the files committed beside the TOML files
     they describe (``*.schema.json``: never taken for a recipe or a card)."""
     from bench.data.card_schema import CardModel
 
     return {
-        "reproduce/recipe.schema.json": json_schema(RecipeModel, "DistillBench recipe"),
+        "reproduce/recipe.schema.json": recipe_schema(),
         "reproduce/group.schema.json": json_schema(GroupModel, "DistillBench recipe group"),
         "datasets/card.schema.json": json_schema(CardModel, "DistillBench dataset card"),
     }
