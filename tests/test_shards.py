@@ -262,7 +262,9 @@ def test_a_kept_set_is_evaluated_again_instead_of_distilled(
 
     out = tmp_path / "again"
     tracker, (again,) = _reproduce(data_root, out, *PAPER_SHARD, "--distilled-from", str(record))
-    assert "distill:" not in capsys.readouterr().err  # no distillation progress bar
+    printed = capsys.readouterr()
+    assert "distill:" not in printed.err  # no distillation progress bar
+    assert f"kept     : set(s) 1 as run {run.info.run_id} distilled them" in printed.out
     assert _accuracies(out, [again]) == {1: old["sets"][0]}
     new_boards = tmp_path / "boards"
     write_leaderboards(tracker, new_boards)

@@ -385,13 +385,17 @@ class Reproduction:
         print(f"  published: {format_published(recipe)} [{format_source(recipe)}]")
         figure = power(recipe.published, recipe.margin, recipe.alpha, ev.num_exp, ev.num_eval)
         print(f"  power    : {ev.num_exp} set(s) x {ev.num_eval} networks: {figure.summary()}")
-        distill = f" x {iterations} outer iterations" if iterations and not self.given else ""
-        size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
         count = len(self.set_indices)
+        distilled = self.given or self.kept  # every set of the run, or none
+        distill = f" x {iterations} outer iterations" if iterations and not distilled else ""
+        size = f"{config.ipc} image(s)/class" if config.ipc else f"{len(self.train.labels)} images"
         print(
             f"  work     : {count} set(s){distill}; {count * ev.models_per_set} "
             f"network(s) x {ev.epochs + 1} epochs on {size}"
         )
+        for run_id in dict.fromkeys(k.run_id for k in self.kept.values()):
+            indices = tuple(i for i, k in self.kept.items() if k.run_id == run_id)
+            print(f"  kept     : set(s) {format_sets(indices)} as run {run_id} distilled them")
         if self.is_shard:
             print(
                 f"  shard    : set(s) {format_sets(self.set_indices)} of the design's "
