@@ -1,0 +1,204 @@
+"""Differential check of MTT: the suite's ``methods.mtt.distill`` and the MTT reference code's own
+student loop (``distill.py``'s, driven here iteration by iteration with the reference's
+``get_network``, ``ReparamModule`` and its loss), from the same initial synthetic images, the same
+expert trajectory and start epoch at every iteration and the same mini-batch order. Per iteration
+it compares the trajectory-matching loss, the synthetic images and the learned learning rate
+after the update.
+
+    python scripts/reference_check/mtt.py --reference DIR --experts-dir DIR
+        [--iterations 5 --syn-steps 10] [--data-root ../shared/datasets]
+        [--out leaderboards/fidelity]
+
+``--reference`` is a checkout of GeorgeCazenavette/mtt-distillation@50dccea; ``--experts-dir``
+holds expert trajectories the suite made (``python -m bench experts --dataset cifar10-jpeg
+--model ConvNet --preprocessing zca --num-experts 1 --epochs 2 --images-per-class 1000
+--experts-dir DIR``, a minute here; experts of 20 images per class move so little in an epoch
+that the learned learning rate turns negative within three iterations). The data are the
+CIFAR-10 JPEG copy (labelled so; the per-step agreement does not depend on which copy). Writes
+``<out>/mtt-ipc1-<commit>.json`` and rewrites ``leaderboards/fidelity.md``.
+
+Shims (the reference's driver, not its maths): ``distill.py``'s loop is re-stated here so that the
+expert, the start epoch and the mini-batch order are the suite's draws (the reference draws them
+from numpy's and torch's global RNGs); both sides read the suite's expert files (the reference's
+buffer holds per-epoch parameter lists whose concatenation is the same flat vector); DSA is off on
+both sides (``dsa=False``: the reference's ``DiffAugment`` and the suite's ``dsa_augment`` draw
+their parameters differently, so augmented steps cannot be compared step by step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+import types
+from pathlib import Path
+
+import fidelity_table  # this folder's, first on sys.path when run as a script
+import numpy as np
+import torch
+
+from bench.api import load_card, load_real, pick_device, write_record
+from methods import mtt
+
+REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
+SHIMS = [
+    "distill.py's loop re-stated as a driver (expert, start epoch and mini-batch order from the "
+    "suite's seeds)",
+    "expert trajectories: the suite's files, flattened as the reference concatenates its buffer",
+    "dsa=False on both sides (DiffAugment and dsa_augment draw their parameters differently)",
+]
+
+
+def reference_distill(ref, experts, images, labels, config, seed, iterations, card):
+    """The reference's iteration (``distill.py`` lines 296-395 at 50dccea) on the suite's draws;
+    yields (loss, images, lr) after each update."""
+    image_syn = images.clone().requires_grad_(True)
+    syn_lr = torch.tensor(config.lr_teacher).requires_grad_(True)
+    optimizer_img = torch.optim.SGD([image_syn], lr=config.lr_img, momentum=0.5)
+    optimizer_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=0.5)
+    criterion = torch.nn.CrossEntropyLoss()
+    batch_syn = config.batch_syn or len(labels)
+    for it in range(iterations):
+        generator = torch.Generator().manual_seed(mtt.STREAMS.seed(seed, "iteration", it))
+        expert = int(torch.randint(len(experts.files), (), generator=generator))
+        start_epoch = int(torch.randint(config.max_start_epoch, (), generator=generator))
+        net = ref.utils.get_network(
+            config.model, card.channels, card.num_classes, card.image_size, dist=False
+        )
+        student_net = ref.reparam_module.ReparamModule(net)
+        student_net.train()
+        num_params = sum([np.prod(p.size()) for p in (student_net.parameters())])
+        starting_params = experts.flat_parameters(expert, start_epoch)
+        target_params = experts.flat_parameters(expert, start_epoch + config.expert_epochs)
+        student_params = [starting_params.clone().requires_grad_(True)]
+        indices_chunks: list[torch.Tensor] = []
+        for _ in range(config.syn_steps):
+            if not indices_chunks:
+                indices = torch.randperm(len(image_syn), generator=generator)
+                indices_chunks = list(torch.split(indices, batch_syn))
+            these_indices = indices_chunks.pop()
+            x = student_net(image_syn[these_indices], flat_param=student_params[-1])
+            ce_loss = criterion(x, labels[these_indices])
+            grad = torch.autograd.grad(ce_loss, student_params[-1], create_graph=True)[0]
+            student_params.append(student_params[-1] - syn_lr * grad)
+        mse = torch.nn.functional.mse_loss
+        param_loss = mse(student_params[-1], target_params, reduction="sum") / num_params
+        param_dist = mse(starting_params, target_params, reduction="sum") / num_params
+        grand_loss = param_loss / param_dist
+        optimizer_img.zero_grad()
+        optimizer_lr.zero_grad()
+        grand_loss.backward()
+        optimizer_img.step()
+        optimizer_lr.step()
+        yield grand_loss.item(), image_syn.detach().clone(), syn_lr.item()
+
+
+def suite_distill(real, config, seed, iterations, device):
+    """``methods.mtt.distill`` (ipc 1) for ``iterations``; (loss, images, lr) of each."""
+    steps = []
+
+    def after_iteration(it, metrics, state):
+        now = state()
+        steps.append((metrics["distill/loss"], now["images"].clone(), float(now["lr"])))
+
+    config = dataclasses.replace(config, iterations=iterations)
+    mtt.distill(real, 1, config, seed, device, after_iteration=after_iteration)
+    return steps
+
+
+def compare(reference_steps, suite_steps) -> list[dict]:
+    """Per iteration: relative differences of the losses, the images (largest absolute
+    difference relative to the largest pixel) and the learned learning rates."""
+    rows = []
+    for it, ((loss_r, images_r, lr_r), (loss_s, images_s, lr_s)) in enumerate(
+        zip(reference_steps, suite_steps, strict=True)
+    ):
+        diff = (images_s - images_r).abs().max()
+        rows.append(
+            {
+                "iteration": it,
+                "loss_reference": loss_r,
+                "loss_suite": loss_s,
+                "loss_rel_diff": abs(loss_s - loss_r) / max(abs(loss_r), 1e-12),
+                "images_max_abs_diff": float(diff),
+                "images_rel_diff": float(diff / images_r.abs().max().clamp(min=1e-12)),
+                "lr_reference": lr_r,
+                "lr_suite": lr_s,
+                "lr_rel_diff": abs(lr_s - lr_r) / abs(lr_r),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--experts-dir", type=Path, required=True)
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--syn-steps", type=int, default=10)
+    parser.add_argument("--expert-images-per-class", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(args.reference.resolve()))
+    ref = types.SimpleNamespace(
+        utils=importlib.import_module("utils"),
+        reparam_module=importlib.import_module("reparam_module"),
+    )
+    device = pick_device("cpu")
+    # mtt-cifar10-ipc1's settings, on experts of 2 epochs: start epoch 0, target epoch 1
+    config = mtt.MTTConfig(
+        syn_steps=args.syn_steps,
+        expert_epochs=1,
+        max_start_epoch=1,
+        lr_img=100.0,
+        lr_lr=1e-7,
+        lr_teacher=0.01,
+        preprocessing="zca",
+        dsa=False,
+        num_experts=1,
+        expert_train_epochs=2,
+        expert_images_per_class=args.expert_images_per_class,
+        experts_dir=str(args.experts_dir),
+    )
+    card = load_card("cifar10-jpeg")
+    train = load_real(card, args.data_root, "train")
+    test = load_real(card, args.data_root, "test")
+    real, _ = mtt.METHOD.prepare_real(train, test, config)
+    experts = mtt.load_experts(real, config)
+    real_by_class = [real.images[real.labels == c] for c in range(card.num_classes)]
+    start = mtt.initial_synthetic_images(real_by_class, 1, config, args.seed)
+    labels = torch.arange(card.num_classes)
+    reference_steps = list(
+        reference_distill(ref, experts, start, labels, config, args.seed, args.iterations, card)
+    )
+    rows = compare(reference_steps, suite_distill(real, config, args.seed, args.iterations, device))
+    worst = max(r["images_rel_diff"] for r in rows)
+    print(
+        f"mtt ipc 1: {args.iterations} iterations of {args.syn_steps} student steps, "
+        f"worst image diff {worst:.2e}"
+    )
+    write_record(
+        args.out,
+        "mtt-ipc1",
+        device,
+        family="mtt",
+        recipe="mtt-cifar10-ipc1",
+        reference=REFERENCE,
+        shims=SHIMS,
+        data="cifar10-jpeg",
+        ipc=1,
+        iterations=args.iterations,
+        syn_steps=args.syn_steps,
+        expert_images_per_class=args.expert_images_per_class,
+        seed=args.seed,
+        sides={"faithful (dsa off)": rows},
+    )
+    fidelity_table.write(args.out)
+
+
+if __name__ == "__main__":
+    main()
