@@ -30,14 +30,16 @@ chaotic optimisation part (about 3e-2 after 20): such a side is a different draw
 algorithm, not the same set. For scale, a 0.1 % change of GM's `lr_img` gives 9e-5 after the
 first iteration. The shims each check needed are listed in its record.
 
-MTT's check runs without DSA on both sides (the reference's `DiffAugment` and the suite's
-`dsa_augment` draw their parameters differently). With experts that barely move (20 images per
-class, 2 epochs) the learned learning rate turns negative within three iterations in the
-reference, where the suite clamps it at 1e-8 (a difference `methods/mtt.py` lists), and the two
-part from there; with experts of 1000 images per class they agree bit for bit.
+MTT's check runs the recipe's settings, DSA included: the driver seeds torch's global RNG, from
+which the reference draws its mini-batch order and DSA's parameters, as the suite seeds its
+generator. DSA is also checked on its own: from the same random stream, `dsa_augment` gives the
+reference's `DiffAugment` pixels bit for bit for every part. With experts that barely move (20
+images per class, 2 epochs) the learned learning rate turns negative within three iterations in
+the reference, where the suite clamps it at 1e-8 (a difference `methods/mtt.py` lists), and the
+two part from there; with experts of 1000 images per class they agree.
 
-Not yet compared: final accuracies over 10 seeds per side, DSA's augmentation, GTN+GM, IFT and
-unrolled, and the point-cloud families (issue 35).
+Not yet compared: final accuracies over 10 seeds per side, GTN+GM, IFT and unrolled, and the
+point-cloud families (issue 35).
 """
 
 

@@ -18,11 +18,11 @@ CIFAR-10 JPEG copy (labelled so; the per-step agreement does not depend on which
 ``<out>/mtt-ipc1-<commit>.json`` and rewrites ``leaderboards/fidelity.md``.
 
 Shims (the reference's driver, not its maths): ``distill.py``'s loop is re-stated here so that the
-expert, the start epoch and the mini-batch order are the suite's draws (the reference draws them
-from numpy's and torch's global RNGs); both sides read the suite's expert files (the reference's
-buffer holds per-epoch parameter lists whose concatenation is the same flat vector); DSA is off on
-both sides (``dsa=False``: the reference's ``DiffAugment`` and the suite's ``dsa_augment`` draw
-their parameters differently, so augmented steps cannot be compared step by step).
+expert and the start epoch are the suite's draws (the reference draws them from numpy's global
+RNG) and torch's global RNG, from which the reference draws the mini-batch order and DSA's
+parameters, is seeded with the suite's per-iteration seed and advanced past those two draws, so
+both sides draw the same stream; both read the suite's expert files (the reference's buffer holds
+per-epoch parameter lists whose concatenation is the same flat vector).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from methods import mtt
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
 SHIMS = [
-    "distill.py's loop re-stated as a driver (expert, start epoch and mini-batch order from the "
-    "suite's seeds)",
+    "distill.py's loop re-stated as a driver (expert and start epoch from the suite's seeds)",
+    "torch's global RNG (mini-batch order, DiffAugment) seeded per iteration as the suite's "
+    "generator and advanced past its expert and start-epoch draws",
     "expert trajectories: the suite's files, flattened as the reference concatenates its buffer",
-    "dsa=False on both sides (DiffAugment and dsa_augment draw their parameters differently)",
 ]
 
 
@@ -59,13 +59,14 @@ def reference_distill(ref, experts, images, labels, config, seed, iterations, ca
     optimizer_lr = torch.optim.SGD([syn_lr], lr=config.lr_lr, momentum=0.5)
     criterion = torch.nn.CrossEntropyLoss()
     batch_syn = config.batch_syn or len(labels)
+    dsa_param = ref.utils.ParamDiffAug()
     for it in range(iterations):
-        generator = torch.Generator().manual_seed(mtt.STREAMS.seed(seed, "iteration", it))
-        expert = int(torch.randint(len(experts.files), (), generator=generator))
-        start_epoch = int(torch.randint(config.max_start_epoch, (), generator=generator))
-        net = ref.utils.get_network(
+        net = ref.utils.get_network(  # before seeding: it seeds torch from the clock
             config.model, card.channels, card.num_classes, card.image_size, dist=False
         )
+        torch.manual_seed(mtt.STREAMS.seed(seed, "iteration", it))
+        expert = int(torch.randint(len(experts.files), ()))
+        start_epoch = int(torch.randint(config.max_start_epoch, ()))
         student_net = ref.reparam_module.ReparamModule(net)
         student_net.train()
         num_params = sum([np.prod(p.size()) for p in (student_net.parameters())])
@@ -75,10 +76,13 @@ def reference_distill(ref, experts, images, labels, config, seed, iterations, ca
         indices_chunks: list[torch.Tensor] = []
         for _ in range(config.syn_steps):
             if not indices_chunks:
-                indices = torch.randperm(len(image_syn), generator=generator)
+                indices = torch.randperm(len(image_syn))
                 indices_chunks = list(torch.split(indices, batch_syn))
             these_indices = indices_chunks.pop()
-            x = student_net(image_syn[these_indices], flat_param=student_params[-1])
+            x = image_syn[these_indices]
+            if config.dsa:
+                x = ref.utils.DiffAugment(x, config.dsa_strategy, param=dsa_param)
+            x = student_net(x, flat_param=student_params[-1])
             ce_loss = criterion(x, labels[these_indices])
             grad = torch.autograd.grad(ce_loss, student_params[-1], create_graph=True)[0]
             student_params.append(student_params[-1] - syn_lr * grad)
@@ -149,7 +153,7 @@ def main() -> None:
         reparam_module=importlib.import_module("reparam_module"),
     )
     device = pick_device("cpu")
-    # mtt-cifar10-ipc1's settings, on experts of 2 epochs: start epoch 0, target epoch 1
+    # mtt-cifar10-ipc1's settings (DSA included), on experts of 2 epochs: start 0, target 1
     config = mtt.MTTConfig(
         syn_steps=args.syn_steps,
         expert_epochs=1,
@@ -158,7 +162,7 @@ def main() -> None:
         lr_lr=1e-7,
         lr_teacher=0.01,
         preprocessing="zca",
-        dsa=False,
+        dsa_strategy="color_crop_cutout_flip_scale_rotate",
         num_experts=1,
         expert_train_epochs=2,
         expert_images_per_class=args.expert_images_per_class,
@@ -195,7 +199,7 @@ def main() -> None:
         syn_steps=args.syn_steps,
         expert_images_per_class=args.expert_images_per_class,
         seed=args.seed,
-        sides={"faithful (dsa off)": rows},
+        sides={"faithful": rows},
     )
     fidelity_table.write(args.out)
 
