@@ -66,9 +66,10 @@ Reference line -> this code -> same or different, why:
   accuracy.
 
 Checked side by side with the reference's own student loop (``scripts/reference_check/mtt.py``,
-``leaderboards/fidelity.md``): with DSA off on both sides, the synthetic images and the learned
-learning rate are bit-identical over 20 iterations of 50 student steps at ipc 1; the clamp at
-``MIN_LR`` parts them where the reference's rate turns negative (experts that barely move).
+``leaderboards/fidelity.md``): with mtt-cifar10-ipc1's settings, DSA included, the synthetic
+images and the learned learning rate are bit-identical over 20 iterations of 50 student steps;
+the clamp at ``MIN_LR`` parts them where the reference's rate turns negative (experts that
+barely move).
 
 The ``mtt-eurosat-*-cifar-protocol`` recipes apply MTT's CIFAR protocol (ZCA, DSA, batch 256)
 to EuroSAT: a labelled variant, not the EuroSAT work's protocol.
