@@ -28,6 +28,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.power:
         return _list_power()
 
+    from bench.reports.fidelity import last_check
     from bench.spec.recipes import (
         Recipe,
         format_published,
@@ -48,13 +49,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
             rows.append([name, "BROKEN", "", "", "", "", problems[0] + more * (len(problems) > 1)])
             continue
         if isinstance(recipe, Recipe):
+            checked = "" if recipe.variant else last_check(name, recipe.method)
             rows.append(
                 [
                     name,
                     recipe.method,
                     recipe.dataset,
                     ipc_label(recipe.ipc),
-                    variant_label(recipe),
+                    variant_label(recipe) + (f"; {checked}" if checked else ""),
                     format_published(recipe),
                     format_source(recipe),
                 ]

@@ -607,11 +607,24 @@ def test_every_benchmark_file_a_doc_links_is_checked():
 
 
 def test_the_fidelity_table_is_current():
-    """leaderboards/fidelity.md is ``scripts/reference_check/fidelity_table.py`` of the committed
-    check records (rewrite it with that module's ``write``, as every check does)."""
-    import runpy
+    """leaderboards/fidelity.md is ``bench.reports.fidelity.render_table`` of the committed check
+    records (every check and ``bench leaderboard`` rewrite it)."""
+    from bench.reports.fidelity import FOLDER, render_table, rows
 
-    table = runpy.run_path(str(ROOT / "scripts" / "reference_check" / "fidelity_table.py"))
-    folder = ROOT / "leaderboards" / "fidelity"
-    assert table["rows"](folder), "no committed differential-check record"
-    assert (ROOT / "leaderboards" / "fidelity.md").read_text() == table["render"](folder)
+    assert rows(FOLDER), "no committed differential-check record"
+    assert (ROOT / "leaderboards" / "fidelity.md").read_text() == render_table(FOLDER)
+
+
+def test_list_shows_a_faithful_recipes_last_check(capsys):
+    """``bench list``: a faithful recipe of a checked family says what its check found; a
+    labelled variant and an unchecked family say nothing of it."""
+    from bench.cli import main
+
+    assert main(["list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert "faithful; checked: bit-identical over 20 outer iterations" in lines["gm-mnist-ipc1"]
+    assert "checked: bit-identical over 2 outer iterations" in lines["gm-mnist-ipc10"]
+    assert "outer iterations of gm-mnist-ipc" in lines["gm-cifar10-ipc1"]  # the family's check
+    assert "checked" in lines["mtt-eurosat-ipc1"]
+    assert "checked" not in lines["mtt-eurosat-ipc1-cifar-protocol"]  # a variant of mtt
+    assert "checked" not in lines["gtn-gm-mnist"]  # no check of the family yet

@@ -41,6 +41,7 @@ from bench.evaluation.stats import (
     variance_split,
     verdict,
 )
+from bench.reports.fidelity import write_table
 from bench.reports.ledger import (
     Design,
     MeasuredRun,
@@ -386,7 +387,8 @@ def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -
 
 def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
     """Write every leaderboard (see module docstring) under ``out`` from the ledger
-    ``out/runs``; with a ``tracker``, first ingest its finished runs into the ledger and copy
+    ``out/runs``, and ``out/fidelity.md`` from the check records in ``out/fidelity``; with a
+    ``tracker``, first ingest its finished runs into the ledger and copy
     the pictures of the runs shown. Returns the files written."""
     import os
 
@@ -494,4 +496,6 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
             ]
         ),
     )
+    if (out / "fidelity").is_dir():  # the differential checks' records (bench.reports.fidelity)
+        written.append(write_table(out / "fidelity"))
     return [out / "README.md", *written]

@@ -22,12 +22,12 @@ import importlib
 import sys
 from pathlib import Path
 
-import fidelity_table  # this folder's, first on sys.path when run as a script
 import numpy as np
 import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
 from bench.data.augment import STRATEGIES, DCDraws, apply_dc
+from bench.reports.fidelity import write_table
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
 PARAMS = {"crop": 4, "scale": 0.2, "rotate": 45, "noise": 0.001, "strategy": "crop_scale_rotate"}
@@ -109,7 +109,7 @@ def main() -> None:
         transforms=counts,
         sides={"faithful": steps},
     )
-    fidelity_table.write(args.out)
+    print(f"wrote {write_table(args.out)}")
 
 
 if __name__ == "__main__":

@@ -21,10 +21,10 @@ import importlib
 import sys
 from pathlib import Path
 
-import fidelity_table  # this folder's, first on sys.path when run as a script
 import torch
 
 from bench.api import dsa_augment, load_card, load_real, pick_device, write_record
+from bench.reports.fidelity import write_table
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -85,7 +85,7 @@ def main() -> None:
         seed=args.seed,
         sides={"faithful": steps},
     )
-    fidelity_table.write(args.out)
+    print(f"wrote {write_table(args.out)}")
 
 
 if __name__ == "__main__":

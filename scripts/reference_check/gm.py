@@ -32,11 +32,11 @@ import sys
 import types
 from pathlib import Path
 
-import fidelity_table  # this folder's, first on sys.path when run as a script
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.api import build_network, load_card, load_real, pick_device, write_record
+from bench.reports.fidelity import write_table
 from methods import gm
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
@@ -192,7 +192,7 @@ def main() -> None:
             outer_inner_loops=list(gm.loops_for(ipc, sides["faithful"])),
             sides=results,
         )
-    fidelity_table.write(args.out)
+    print(f"wrote {write_table(args.out)}")
 
 
 if __name__ == "__main__":

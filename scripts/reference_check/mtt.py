@@ -34,11 +34,11 @@ import sys
 import types
 from pathlib import Path
 
-import fidelity_table  # this folder's, first on sys.path when run as a script
 import numpy as np
 import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
+from bench.reports.fidelity import write_table
 from methods import mtt
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
@@ -201,7 +201,7 @@ def main() -> None:
         seed=args.seed,
         sides={"faithful": rows},
     )
-    fidelity_table.write(args.out)
+    print(f"wrote {write_table(args.out)}")
 
 
 if __name__ == "__main__":

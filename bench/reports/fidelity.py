@@ -1,8 +1,9 @@
-"""``leaderboards/fidelity.md`` from the committed differential-check records
-(``leaderboards/fidelity/*.json``, written by this folder's checks): per family and side, the
-reference commit, how many steps were compared (outer iterations, or the record's ``unit``) and
-the worst per-step differences.
-``tests/test_docs.py`` checks the committed table is current."""
+"""The differential checks against the reference code: ``leaderboards/fidelity.md`` from the
+committed records (``leaderboards/fidelity/*.json``, written by ``scripts/reference_check/``):
+per family and side, the reference commit, how many steps were compared (outer iterations, or
+the record's ``unit``) and the worst per-step differences; and each faithful recipe's last
+check for ``bench list``. ``bench leaderboard`` rewrites the table; ``tests/test_docs.py``
+checks the committed one is current."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.api import write_atomic
+from bench.core.hashing import write_atomic
+from bench.core.paths import LEADERBOARDS_DIR
+
+FOLDER = LEADERBOARDS_DIR / "fidelity"
+"""the committed check records"""
 
 INTRO = """# Fidelity: the suite against the reference code, step by step
 
@@ -49,11 +54,14 @@ def _worst(steps: list[dict], key: str) -> str:
     return f"{max(values):.1e}" if values else "—"
 
 
+def _records(folder: Path) -> list[tuple[Path, dict]]:
+    return [(path, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+
+
 def rows(folder: Path) -> list[list[str]]:
     """One row per side of every record in ``folder``, sorted by file name."""
     out = []
-    for path in sorted(folder.glob("*.json")):
-        record = json.loads(path.read_text())
+    for path, record in _records(folder):
         for side, steps in record["sides"].items():
             out.append(
                 [
@@ -71,7 +79,8 @@ def rows(folder: Path) -> list[list[str]]:
     return out
 
 
-def render(folder: Path) -> str:
+def render_table(folder: Path = FOLDER) -> str:
+    """``fidelity.md``: the introduction and one row per side of every record in ``folder``."""
     headers = [
         "family",
         "recipe",
@@ -87,9 +96,24 @@ def render(folder: Path) -> str:
     return INTRO + "\n" + table + "\n"
 
 
-def write(folder: Path) -> Path:
+def write_table(folder: Path = FOLDER) -> Path:
     """Rewrite ``<folder>/../fidelity.md`` atomically; returns its path."""
     target = folder.parent / "fidelity.md"
-    write_atomic(target, render(folder))
-    print(f"wrote {target}")
+    write_atomic(target, render_table(folder))
     return target
+
+
+def last_check(recipe: str, method: str, folder: Path = FOLDER) -> str:
+    """What the per-step check of ``method``'s faithful path found, for ``bench list``: the
+    record of ``recipe`` itself where there is one, else the family's last by file name; empty
+    where the family has no check."""
+    mine = [r for _, r in _records(folder) if r["family"] == method and "faithful" in r["sides"]]
+    if not mine:
+        return ""
+    record = next((r for r in mine if r["recipe"] == recipe), mine[-1])
+    steps = record["sides"]["faithful"]
+    worst = max(s["images_rel_diff"] for s in steps)
+    found = "bit-identical" if worst == 0 else f"differs by {worst:.1e}"
+    where = "" if record["recipe"] == recipe else f" of {record['recipe']}"
+    unit = record.get("unit", "outer iterations")
+    return f"checked: {found} over {len(steps)} {unit}{where}"
