@@ -13,7 +13,7 @@ compares the matching loss and the synthetic images after the update.
 unchanged. ``--speed`` adds a second suite side with GM's long-run speed settings (compiled real
 gradients), which claim the same results up to float summation order. Writes
 ``<out>/gm-ipc<k>-<commit>.json`` (``bench.api.write_record``) and rewrites
-``leaderboards/fidelity.md`` from every record there (``fidelity_table.py``).
+``leaderboards/fidelity.md`` from every record there (``bench.reports.fidelity``).
 
 Shims (the reference's driver, not its maths): its ``main.py`` loop is re-stated here so that
 the network of iteration ``it`` is the suite's (weights copied into the reference's ConvNet
