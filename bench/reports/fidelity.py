@@ -7,7 +7,11 @@ checks the committed one is current."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import sys
+import types
 from pathlib import Path
 
 from tabulate import tabulate
@@ -122,3 +126,28 @@ def last_check(recipe: str, method: str, folder: Path = FOLDER) -> str:
     where = "" if record["recipe"] == recipe else f" of {record['recipe']}"
     unit = record.get("unit", "outer iterations")
     return f"checked: {found} over {len(steps)} {unit}{where}"
+
+
+def check_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line every check shares (its description the first paragraph of ``doc``):
+    ``--reference`` (a checkout of the reference at its pinned commit), ``--seed``,
+    ``--data-root`` and ``--out`` (the records' folder); a check adds its own options."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
+    parser.add_argument("--out", type=Path, default=FOLDER)
+    return parser
+
+
+def import_reference(checkout: Path, **modules: str) -> types.SimpleNamespace:
+    """The reference's ``modules`` (attribute name -> dotted module name), imported unchanged
+    from ``checkout``, which goes first on ``sys.path``; the checks' own folder leaves it, as
+    its ``gm.py`` would shadow a reference's ``gm`` package."""
+    checks = Path(sys.argv[0]).resolve().parent
+    sys.path[:] = [str(checkout.resolve())] + [
+        p for p in sys.path if Path(p or ".").resolve() != checks
+    ]
+    return types.SimpleNamespace(
+        **{name: importlib.import_module(module) for name, module in modules.items()}
+    )

@@ -17,17 +17,12 @@ draws its own parameters from a torch generator with the same distributions
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
 from bench.data.augment import STRATEGIES, DCDraws, apply_dc
-from bench.reports.fidelity import write_table
+from bench.reports.fidelity import check_parser, import_reference, write_table
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
 PARAMS = {"crop": 4, "scale": 0.2, "rotate": 45, "noise": 0.001, "strategy": "crop_scale_rotate"}
@@ -60,17 +55,12 @@ def replay(seed: int, count: int, height: int) -> DCDraws:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True)
+    parser = check_parser(__doc__)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
     args = parser.parse_args()
 
-    sys.path.insert(0, str(args.reference.resolve()))
-    utils = importlib.import_module("utils")
+    utils = import_reference(args.reference, utils="utils").utils
     device = pick_device("cpu")
     real = load_real(load_card("mnist"), args.data_root, "train")
     order = torch.randperm(len(real.images), generator=torch.Generator().manual_seed(args.seed))

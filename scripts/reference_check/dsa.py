@@ -16,15 +16,10 @@ the strategy was drawn and the largest difference. Writes ``<out>/dsa-<commit>.j
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-from pathlib import Path
-
 import torch
 
 from bench.api import dsa_augment, load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import write_table
+from bench.reports.fidelity import check_parser, import_reference, write_table
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
@@ -34,17 +29,12 @@ SHIMS = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True)
+    parser = check_parser(__doc__)
     parser.add_argument("--batches", type=int, default=60)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
     args = parser.parse_args()
 
-    sys.path.insert(0, str(args.reference.resolve()))
-    utils = importlib.import_module("utils")
+    utils = import_reference(args.reference, utils="utils").utils
     device = pick_device("cpu")
     real = load_real(load_card("cifar10-jpeg"), args.data_root, "train")
     order = torch.randperm(len(real.images), generator=torch.Generator().manual_seed(args.seed))

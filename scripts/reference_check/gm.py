@@ -25,18 +25,14 @@ suite's order); the reference's ``args`` is a namespace with ``dis_metric = "our
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
-import sys
 import types
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.api import build_network, load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import write_table
+from bench.reports.fidelity import check_parser, import_reference, write_table
 from methods import gm
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
@@ -138,19 +134,14 @@ def compare(reference_steps, suite_steps) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True)
+    parser = check_parser(__doc__)
     parser.add_argument("--ipc", type=int, action="append", help="default: 1 and 10")
     parser.add_argument("--iterations", type=int, action="append", help="one per --ipc")
     parser.add_argument("--speed", action="store_true", help="also the long-run speed settings")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
     args = parser.parse_args()
     cells = list(zip(args.ipc or [1, 10], args.iterations or [20, 2], strict=True))
 
-    sys.path.insert(0, str(args.reference.resolve()))
-    ref = types.SimpleNamespace(utils=importlib.import_module("utils"))
+    ref = import_reference(args.reference, utils="utils")
     device = pick_device("cpu")
     card = load_card("mnist")
     real = load_real(card, args.data_root, "train")

@@ -25,18 +25,15 @@ and learner weights are copied into the reference's ``MNISTTeacher`` and ``get_n
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
 import sys
 import types
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench.api import load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import write_table
+from bench.reports.fidelity import check_parser, import_reference, write_table
 from methods import gtn
 
 REFERENCE = "dm-medvedev/EfficientDistillation@7ebe4b9"
@@ -139,8 +136,7 @@ def generator_state(module: torch.nn.Module, rename: dict[str, str] | None = Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True)
+    parser = check_parser(__doc__)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument(
         "--batch-real",
@@ -149,21 +145,15 @@ def main() -> None:
         help="real images per class (the paper's 256 "
         "takes 3 minutes an iteration per side on one core)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
     args = parser.parse_args()
 
-    # this folder (first on sys.path) holds gm.py, which would shadow the reference's gm/
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [str(args.reference.resolve())] + [
-        p for p in sys.path if Path(p or ".").resolve() != here
-    ]
+    # imported by the reference's utilities, not used here
     sys.modules.setdefault("torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=None))
-    ref = types.SimpleNamespace(
-        utils=importlib.import_module("my_experiments.utils"),
-        gm_utils=importlib.import_module("gm.utils"),
-        teacher=importlib.import_module("gtn.models.mnist_teacher"),
+    ref = import_reference(
+        args.reference,
+        utils="my_experiments.utils",
+        gm_utils="gm.utils",
+        teacher="gtn.models.mnist_teacher",
     )
     device = pick_device("cpu")
     ipc = 10

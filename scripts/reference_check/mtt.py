@@ -27,18 +27,14 @@ per-epoch parameter lists whose concatenation is the same flat vector).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import write_table
+from bench.reports.fidelity import check_parser, import_reference, write_table
 from methods import mtt
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
@@ -136,22 +132,14 @@ def compare(reference_steps, suite_steps) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reference", type=Path, required=True)
+    parser = check_parser(__doc__)
     parser.add_argument("--experts-dir", type=Path, required=True)
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--syn-steps", type=int, default=10)
     parser.add_argument("--expert-images-per-class", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/datasets"))
-    parser.add_argument("--out", type=Path, default=Path("leaderboards/fidelity"))
     args = parser.parse_args()
 
-    sys.path.insert(0, str(args.reference.resolve()))
-    ref = types.SimpleNamespace(
-        utils=importlib.import_module("utils"),
-        reparam_module=importlib.import_module("reparam_module"),
-    )
+    ref = import_reference(args.reference, utils="utils", reparam_module="reparam_module")
     device = pick_device("cpu")
     # mtt-cifar10-ipc1's settings (DSA included), on experts of 2 epochs: start 0, target 1
     config = mtt.MTTConfig(
