@@ -301,11 +301,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
         runs = read_ledger(folder / "runs")
         for recipe in recipes_of(names):
+            if recipe.published is None:
+                continue
             missing, _ = missing_sets(recipe, runs)
             kept = kept_sets(recipe, runs, missing)
             distil = [i for i in missing if i not in kept]
-            if recipe.published is None:
-                continue
             if args.missing == "kept" and kept:
                 records = [str(folder / "runs" / f"{r}.json") for r in dict.fromkeys(kept.values())]
                 print(recipe.name, format_sets(tuple(kept)), *records)

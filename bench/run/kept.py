@@ -33,7 +33,7 @@ class KeptSet:
 
     synset: SyntheticSet
     run_id: str
-    """the run whose ledger record kept it"""
+    """the run that distilled it (a record that evaluated a kept set again names that run)"""
     sha256: str
     commit: str
     hardware: str
@@ -124,7 +124,7 @@ def kept_sets(
             file = path.parent / entry["file"]
             kept = KeptSet(
                 SyntheticSet.load(file),
-                record["run_id"],
+                entry.get("distilled_in") or record["run_id"],  # the run that distilled it
                 entry.get("sha256", ""),
                 entry.get("commit", ""),
                 entry.get("hardware", ""),
