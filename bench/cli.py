@@ -296,16 +296,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     folder = Path(args.ledger)
     if args.missing:
         from bench.reports.ledger import read_ledger
-        from bench.reports.plan import kept_sets, missing_sets
+        from bench.reports.plan import missing_sets
         from bench.run.options import format_sets
 
         runs = read_ledger(folder / "runs")
         for recipe in recipes_of(names):
             if recipe.published is None:
                 continue
-            missing, _ = missing_sets(recipe, runs)
-            kept = kept_sets(recipe, runs, missing)
-            distil = [i for i in missing if i not in kept]
+            distil, kept, _ = missing_sets(recipe, runs)
             if args.missing == "kept" and kept:
                 records = [str(folder / "runs" / f"{r}.json") for r in dict.fromkeys(kept.values())]
                 print(recipe.name, format_sets(tuple(kept)), *records)

@@ -32,12 +32,12 @@ outer iteration: the matching loss (relative) and the synthetic images after the
 compared. The evaluation's DC augmentation is compared per batch of real images given the same
 parameters (the augmented images). 0 means bit-identical; the reported loss, summed over
 classes in another order, differs in its last bits (1e-7) even where the images are
-bit-identical. Float32 summation
-order alone (GM's compiled real gradients, a speed-only setting) gives about 5e-6 after the
-first iteration, and the difference grows with every iteration as two float trajectories of a
-chaotic optimisation part (about 3e-2 after 20): such a side is a different draw of the same
-algorithm, not the same set. For scale, a 0.1 % change of GM's `lr_img` gives 9e-5 after the
-first iteration. The shims each check needed are listed in its record.
+bit-identical. Float32 summation order alone (GM's compiled real gradients, a speed-only
+setting) gives about 5e-6 after the first iteration, and the difference grows with every
+iteration as two float trajectories of a chaotic optimisation part (about 3e-2 after 20): such
+a side is a different draw of the same algorithm, not the same set. For scale, a 0.1 % change
+of GM's `lr_img` gives 9e-5 after the first iteration. The shims each check needed are listed in
+its record.
 
 MTT's check runs the recipe's settings, DSA included: the driver seeds torch's global RNG, from
 which the reference draws its mini-batch order and DSA's parameters, as the suite seeds its

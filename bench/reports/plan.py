@@ -92,22 +92,20 @@ def paper_designs(recipe: Recipe, runs: list[MeasuredRun], version: int = 0) -> 
     return sorted(pool_designs(mine), key=lambda d: (-len(d.sets), d.key[1]))
 
 
-def missing_sets(recipe: Recipe, runs: list[MeasuredRun]) -> tuple[tuple[int, ...], Design | None]:
-    """The set indices the most complete paper design of ``recipe`` lacks (all of them where
-    there is none), and that design."""
+def missing_sets(
+    recipe: Recipe, runs: list[MeasuredRun]
+) -> tuple[list[int], dict[int, str], Design | None]:
+    """What the most complete paper design of ``recipe`` lacks (every set where there is none):
+    the sets to distil; the sets to evaluate only, whose files an older version of the recipe
+    from its ``distilled_since`` on kept in the ledger (seed 0, the design the current one
+    continues), as set index -> run id of the record (for ``reproduce --distilled-from``); and
+    that design."""
     designs = paper_designs(recipe, runs)
     best = designs[0] if designs else None
     size = resolve(recipe, "paper", 0).eval.num_exp
     done = best.sets if best else {}
-    return tuple(i for i in range(size) if i not in done), best
-
-
-def kept_sets(recipe: Recipe, runs: list[MeasuredRun], missing: tuple[int, ...]) -> dict[int, str]:
-    """Of the ``missing`` sets, those whose files an older version of ``recipe`` from its
-    ``distilled_since`` on kept in the ledger (seed 0, the design the current one would
-    continue): set index -> run id of the record, for ``reproduce --distilled-from``. Such a
-    set needs its evaluation only."""
-    found: dict[int, str] = {}
+    missing = [i for i in range(size) if i not in done]
+    kept: dict[int, str] = {}
     for version in range(recipe.version - 1, recipe.distilled_since - 1, -1):  # newest first
         for design in paper_designs(recipe, runs, version):
             if design.key[1] != "0":
@@ -115,8 +113,8 @@ def kept_sets(recipe: Recipe, runs: list[MeasuredRun], missing: tuple[int, ...])
             for run in design.runs:
                 for record in run.set_records:
                     if record.index in missing and record.file and record.index in design.sets:
-                        found.setdefault(record.index, run.run_id)
-    return dict(sorted(found.items()))
+                        kept.setdefault(record.index, run.run_id)
+    return [i for i in missing if i not in kept], dict(sorted(kept.items())), best
 
 
 def _ledger_rates(designs: list[Design], gpu: bool, evaluation_only: bool = False) -> float | None:
@@ -156,9 +154,7 @@ def plan_rows(
         if recipe.published is None:
             continue
         config = resolve(recipe, "paper", 0)
-        missing, best = missing_sets(recipe, runs)
-        kept = kept_sets(recipe, runs, missing)
-        distil = [i for i in missing if i not in kept]
+        distil, kept, best = missing_sets(recipe, runs)
         size = config.eval.num_exp
         done = sorted(best.sets) if best else []
         # the rates of this version's sets, else of the versions whose sets it would distil
@@ -186,7 +182,7 @@ def plan_rows(
                 f"{len(done)} of {size}",
                 shown or "none",
                 _duration(here),
-                _duration(rest) if missing else "—",
+                _duration(rest) if distil or kept else "—",
                 _duration(gpu),
                 basis or "not measured (plan --measure)",
             ]
