@@ -17,7 +17,8 @@ Config: ``SPEED_ONLY`` (field metadata), ``require_positive``, ``require_in_rang
 a config dataclass: ``add_config_arguments``, ``config_from_arguments``. Seeds: ``SeedStreams`` of
 named ``Stream``s (checked against the runner's), ``derive_seed``.
 Errors: ``UserError`` and its kinds. For a method's own commands and speed scripts: devices,
-provenance, atomic files, tracking, the location options and benchmark records.
+provenance, atomic files, tracking, benchmark records, and their options as typed dataclasses
+(``option`` fields, ``parse_options``; ``Location``, ``DataRoot`` and ``SpeedOutput`` shared).
 """
 
 from bench.core.config import (
@@ -71,11 +72,11 @@ from bench.evaluation.evaluate import (
 )
 from bench.evaluation.networks import NETWORKS, build_network
 from bench.evaluation.schedule import training_batches
-from bench.run.options import Location, add_options, from_namespace
+from bench.run.options import DataRoot, Location, add_options, from_namespace, option, parse_options
 from bench.run.tracking import Tracker, resolve_tracking_uri
 from bench.spec.method import AfterIteration, EvaluateDuring, Kind, Method
 from bench.spec.outer_loop import OuterLoop
-from bench.speed.benchmark import gemm_rates_gflops, peak_memory_mb, write_record
+from bench.speed.benchmark import SpeedOutput, gemm_rates_gflops, peak_memory_mb, write_record
 
 __all__ = [
     "GENERATOR_PREFIX",
@@ -85,6 +86,7 @@ __all__ = [
     "AfterIteration",
     "CheckpointError",
     "ConfigError",
+    "DataRoot",
     "DataNotFoundError",
     "EnvironmentFault",
     "EvalProtocol",
@@ -110,6 +112,7 @@ __all__ = [
     "check_preprocessing",
     "denormalise",
     "SeedStreams",
+    "SpeedOutput",
     "Stream",
     "derive_seed",
     "describe",
@@ -121,7 +124,9 @@ __all__ = [
     "load_card",
     "load_real",
     "normalise",
+    "option",
     "package_versions",
+    "parse_options",
     "peak_memory_mb",
     "pick_device",
     "predictions",

@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -599,7 +600,15 @@ def main(argv: list[str] | None = None) -> int:
             return forwarded()
         args = build_parser().parse_args(argv)
         add_include_paths(getattr(args, "include_path", ()))
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe is found here, not in the interpreter's shutdown
+        return code
+    except BrokenPipeError:
+        # the reader went away (``bench list | head``): not an error of the suite. Python's
+        # recipe (docs: signal, "Note on SIGPIPE"): point stdout at devnull so the final flush
+        # stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

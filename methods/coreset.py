@@ -182,7 +182,7 @@ def select_herding(
     parameters and data order from ``seed``), compute its ``embed`` features ``[N, d]`` and
     herd ``ipc`` images per class (``[K * ipc, C, H, W]``, class-major)."""
     from bench.api import EvalProtocol, train_on_synthetic
-    from methods.whole import WholeConfig, whole_training_set
+    from distillbench_methods.whole import WholeConfig, whole_training_set
 
     card = real.card
     whole = whole_training_set(real, None, WholeConfig(), seed, device)

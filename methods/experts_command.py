@@ -18,7 +18,7 @@ from bench.api import (
     provenance_tags,
     resolve_tracking_uri,
 )
-from methods.experts import ExpertConfig, generate_experts, trajectory_folder
+from distillbench_methods.experts import ExpertConfig, generate_experts, trajectory_folder
 
 
 def make_experts(

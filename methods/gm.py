@@ -511,7 +511,7 @@ METHOD = Method(
     kind=Kind.DISTILLED,
     distill=distill,
     check_data=check_data,
-    speed_benchmark="methods.gm_speed:main",
+    speed_benchmark="distillbench_methods.gm_speed:main",
     description="Dataset Condensation with gradient matching (Zhao et al., ICLR 2021)",
     # the real batches' gradients compiled: 1.2-1.35x per outer iteration on a 2-core CPU,
     # sets within float summation order of the eager loop's (leaderboards/benchmarks/gm-*.json)

@@ -34,7 +34,6 @@ A speed goal belongs here, not in a timed unit test.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -46,7 +45,9 @@ import torch
 from tabulate import tabulate
 
 from bench.api import (
+    DataRoot,
     EvalProtocol,
+    SpeedOutput,
     SyntheticSet,
     UserError,
     channels_last_copy,
@@ -55,7 +56,9 @@ from bench.api import (
     hardware,
     load_card,
     load_real,
+    option,
     package_versions,
+    parse_options,
     peak_memory_mb,
     pick_device,
     predictions,
@@ -64,7 +67,7 @@ from bench.api import (
     train_on_synthetic,
     write_atomic,
 )
-from methods.gm import GMConfig, distill, loops_for
+from distillbench_methods.gm import GMConfig, distill, loops_for
 
 VARIANTS: dict[str, dict] = {
     "channels_last": {"channels_last": True},
@@ -449,51 +452,40 @@ def run_benchmark(
     return report
 
 
+@dataclasses.dataclass(frozen=True)
+class GMSpeedOptions:
+    """What ``python -m bench speed gm`` times (``run_benchmark``)."""
+
+    ipc: tuple[int, ...] = option(
+        (1,), "ipc values (an ipc-10 outer iteration takes minutes on a CPU)", nargs="+", type=int
+    )
+    variants: tuple[str, ...] = option(
+        tuple(VARIANTS),
+        "fast variants of the distillation loop timed against the plain one",
+        nargs="*",
+        choices=list(VARIANTS),
+        metavar="VARIANT",
+    )
+    iterations: int = option(3, "outer iterations timed per ipc")
+    repeats: int = option(3, "interleaved rounds of every comparison (medians reported)")
+    epochs: int = option(20, "evaluation epochs timed per ipc")
+    networks: int = option(20, "networks trained one after another vs together (DC's per set)")
+
+
 def main(argv: list[str]) -> int:
     """``python -m bench speed gm [options]``: parse the options and run ``run_benchmark``."""
-    p = argparse.ArgumentParser(prog="python -m bench speed gm")
-    p.add_argument(
-        "--ipc",
-        type=int,
-        nargs="+",
-        default=[1],
-        help="ipc values (default: 1; an ipc-10 outer iteration takes minutes on a CPU)",
+    options, data, output = parse_options(
+        "python -m bench speed gm", argv, GMSpeedOptions, DataRoot, SpeedOutput
     )
-    p.add_argument(
-        "--variants",
-        nargs="*",
-        default=None,
-        metavar="VARIANT",
-        help="fast variants of the distillation loop timed against the plain one: "
-        "channels_last, compile, batched, bf16 (default: all)",
-    )
-    p.add_argument("--iterations", type=int, default=3, help="outer iterations timed per ipc")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=3,
-        help="interleaved rounds of every comparison (medians reported; default 3)",
-    )
-    p.add_argument("--epochs", type=int, default=20, help="evaluation epochs timed per ipc")
-    p.add_argument(
-        "--networks",
-        type=int,
-        default=20,
-        help="networks trained one after another vs together (default: 20, DC's per set)",
-    )
-    p.add_argument("--data-root", default="../shared/datasets")
-    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
     run_benchmark(
-        Path(args.data_root),
-        Path(args.out),
-        args.device,
-        ipcs=tuple(args.ipc),
-        iterations=args.iterations,
-        epochs=args.epochs,
-        networks=args.networks,
-        variants=None if args.variants is None else tuple(args.variants),
-        repeats=args.repeats,
+        data.data_root,
+        output.out,
+        output.device,
+        ipcs=options.ipc,
+        iterations=options.iterations,
+        epochs=options.epochs,
+        networks=options.networks,
+        variants=options.variants,
+        repeats=options.repeats,
     )
     return 0

@@ -19,7 +19,7 @@ iteration draws a fresh learner (the reference's "epoch") and updates G by one o
 - ``gtn-gm`` (``gmpc_train``): ``outer_loop`` times, per class c, match the learner's gradients
   on G's ``ipc`` samples of c (from one balanced batch, see ``gm_matching_loss``) to its
   gradients on ``batch_real`` real images of c (the layer-wise distance of DC,
-  ``methods.gm.gradient_distance``, averaged over classes and parameter tensors), one Adam step
+  ``gm.gradient_distance``, averaged over classes and parameter tensors), one Adam step
   on G, then ``inner_loop`` SGD steps of the learner on one batch of G's samples;
 - ``gtn-ift`` (``ift_train``): ``inner_steps`` SGD steps of the learner on G's samples, then the
   implicit-function-theorem hypergradient of the real loss L_V with respect to G's parameters
@@ -113,7 +113,7 @@ from bench.api import (
     test_accuracy,
     train_on_synthetic,
 )
-from methods.gm import gradient_distance
+from distillbench_methods.gm import gradient_distance
 
 # The seed streams of a synthetic set's seed. The generator's initial weights share the
 # runner's evaluation path (both code 1 since the first GTN runs; renumbering would change
@@ -815,7 +815,7 @@ def _variant(name: str, config_class: type, description: str) -> Method:
         kind=Kind.DISTILLED,
         distill=distill,
         stream=stream_from_set,
-        speed_benchmark="methods.gtn_speed:main",
+        speed_benchmark="distillbench_methods.gtn_speed:main",
         description=description,
     )
 

@@ -25,12 +25,21 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
-from bench.api import hardware, peak_memory_mb, write_record
+from bench.api import (
+    SpeedOutput,
+    hardware,
+    option,
+    parse_options,
+    peak_memory_mb,
+    pick_device,
+    write_record,
+)
 
 VARIANTS = ("gm", "ift", "unrolled")
 
@@ -79,7 +88,7 @@ def variant_config(variant: str, inner_steps: int, **overrides):
     """The GTN config of ``variant`` with ``inner_steps`` learner steps per generator update
     (GM: ``inner_loop``; 2 generator updates per iteration, not 10) and no generator
     selection."""
-    from methods.gtn import GTNGMConfig, GTNIFTConfig, GTNUnrolledConfig
+    from distillbench_methods.gtn import GTNGMConfig, GTNIFTConfig, GTNUnrolledConfig
 
     if variant == "gm":  # two updates per iteration suffice for the cost of one
         overrides = {"outer_loop": 2, **overrides}
@@ -107,7 +116,7 @@ def mnist_shaped_real(images: int = 12000):
 
 def _one_case(variant: str, inner_steps: int, iterations: int, device: str) -> dict:
     """Time and memory of one variant (run in a fresh process)."""
-    from methods.gtn import GTNTraining
+    from distillbench_methods.gtn import GTNTraining
 
     dev = torch.device(device)
     config = variant_config(variant, inner_steps)
@@ -183,28 +192,23 @@ def run_gtn_benchmark(
     return write_record(out, "gtn", device, iterations_timed=iterations, results=results)
 
 
+@dataclass(frozen=True)
+class GTNSpeedOptions:
+    """What ``python -m bench speed gtn-gm`` times (``run_gtn_benchmark``)."""
+
+    inner_steps: tuple[int, ...] = option(
+        (5, 10, 20), "learner steps per generator update (the paper's is 10)", nargs="+", type=int
+    )
+    iterations: int = option(3, "iterations timed per variant, after a warm-up")
+
+
 def main(argv: list[str]) -> int:
     """``python -m bench speed gtn-gm|gtn-ift|gtn-unrolled [options]``: the three variants side by
     side (``run_gtn_benchmark``)."""
-    import argparse
-
-    from bench.api import pick_device
-
-    p = argparse.ArgumentParser(prog="python -m bench speed gtn-gm")
-    p.add_argument(
-        "--inner-steps",
-        type=int,
-        nargs="+",
-        default=[5, 10, 20],
-        help="learner steps per generator update (default: 5 10 20; the paper's is 10)",
+    options, output = parse_options(
+        "python -m bench speed gtn-gm", argv, GTNSpeedOptions, SpeedOutput
     )
-    p.add_argument(
-        "--iterations", type=int, default=3, help="iterations timed per variant, after a warm-up"
-    )
-    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
     run_gtn_benchmark(
-        tuple(args.inner_steps), args.iterations, pick_device(args.device), Path(args.out)
+        options.inner_steps, options.iterations, pick_device(output.device), output.out
     )
     return 0

@@ -104,14 +104,14 @@ from bench.api import (
     require_learning_rates,
     require_positive,
 )
-from methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
-from methods.gm import initial_synthetic_images
+from distillbench_methods.experts import ExpertConfig, ExpertTrajectories, trajectory_folder
+from distillbench_methods.gm import initial_synthetic_images
 
 MIN_LR = 1e-8
 """floor of the learned learning rate"""
 
 # The seed streams of a synthetic set's seed: the initial images (drawn by
-# ``methods.gm.initial_synthetic_images``), each outer iteration's draws, the student network.
+# ``gm.initial_synthetic_images``), each outer iteration's draws, the student network.
 STREAMS = SeedStreams(init=Stream(0), iteration=Stream(1, ("iteration",)), network=Stream(2))
 
 
@@ -406,6 +406,6 @@ METHOD = Method(
     kind=Kind.DISTILLED,
     distill=distill,
     prepare_real=prepare_real,
-    speed_benchmark="methods.mtt_speed:main",
+    speed_benchmark="distillbench_methods.mtt_speed:main",
     description="Matching training trajectories (Cazenavette et al., CVPR 2022)",
 )

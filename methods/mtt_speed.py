@@ -3,8 +3,8 @@
 MTT back-propagates through all ``syn_steps`` unrolled student steps, so its memory grows with
 them; ``batch_syn`` (synthetic images per step) is the reference's way to trade result for
 memory. For every (ipc, syn_steps, batch_syn) this runs a few iterations of
-``methods.mtt.trajectory_matching_loss`` + backward on CIFAR-10-shaped data (ConvNet-3, 3x32x32,
-10 classes, DSA) in a fresh process, from random synthetic images and a random expert segment
+``mtt.trajectory_matching_loss`` + backward on CIFAR-10-shaped data (ConvNet-3, 3x32x32, 10
+classes, DSA) in a fresh process, from random synthetic images and a random expert segment
 (the cost does not depend on the values), and reports:
 
 - seconds per iteration (median of the timed iterations after one warm-up);
@@ -20,18 +20,27 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
-from bench.api import hardware, peak_memory_mb, write_record
+from bench.api import (
+    SpeedOutput,
+    hardware,
+    option,
+    parse_options,
+    peak_memory_mb,
+    pick_device,
+    write_record,
+)
 
 
 def _one_case(ipc: int, syn_steps: int, batch_syn: int | None, iterations: int, device: str):
     """Time and peak memory of MTT iterations for one case (run in a fresh process)."""
     from bench.api import build_network
-    from methods.mtt import MTTConfig, trajectory_matching_loss
+    from distillbench_methods.mtt import MTTConfig, trajectory_matching_loss
 
     dev = torch.device(device)
     net = build_network("ConvNet", 3, 10, (32, 32), 0).to(dev)
@@ -102,38 +111,29 @@ def run_mtt_benchmark(
     return write_record(out, "mtt", device, iterations_timed=iterations, results=results)
 
 
+@dataclass(frozen=True)
+class MTTSpeedOptions:
+    """What ``python -m bench speed mtt`` times (``run_mtt_benchmark``)."""
+
+    ipc: tuple[int, ...] = option((1,), "ipc values", nargs="+", type=int)
+    syn_steps: tuple[int, ...] = option(
+        (10, 20, 30, 50), "unrolled student steps per iteration", nargs="+", type=int
+    )
+    batch_syn: tuple[int, ...] = option(
+        (), "smaller synthetic batches per step, besides all images", nargs="*", type=int
+    )
+    iterations: int = option(3, "iterations timed per case")
+
+
 def main(argv: list[str]) -> int:
     """``python -m bench speed mtt [options]`` (``run_mtt_benchmark``)."""
-    import argparse
-
-    from bench.api import pick_device
-
-    p = argparse.ArgumentParser(prog="python -m bench speed mtt")
-    p.add_argument("--ipc", type=int, nargs="+", default=[1], help="ipc values (default: 1)")
-    p.add_argument(
-        "--syn-steps",
-        type=int,
-        nargs="+",
-        default=[10, 20, 30, 50],
-        help="unrolled student steps per iteration (default: 10 20 30 50)",
-    )
-    p.add_argument(
-        "--batch-syn",
-        type=int,
-        nargs="*",
-        default=[],
-        help="smaller synthetic batches per step, besides all images (default: none)",
-    )
-    p.add_argument("--iterations", type=int, default=3, help="iterations timed per case")
-    p.add_argument("--out", default="bench-results", help="folder for the JSON results")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
+    options, output = parse_options("python -m bench speed mtt", argv, MTTSpeedOptions, SpeedOutput)
     run_mtt_benchmark(
-        tuple(args.ipc),
-        tuple(args.syn_steps),
-        (None, *args.batch_syn),
-        args.iterations,
-        pick_device(args.device),
-        Path(args.out),
+        options.ipc,
+        options.syn_steps,
+        (None, *options.batch_syn),
+        options.iterations,
+        pick_device(output.device),
+        output.out,
     )
     return 0

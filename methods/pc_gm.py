@@ -18,7 +18,7 @@ distance (Table 2). The distillation network is one Kaiming-initialised network 
 set, never re-initialised and never trained: the reference does so, and the report's
 conclusion speaks of "the randomly initialized distillation network". Two networks behind
 ``network``: MinkowskiEngine sparse layers, or dense PyTorch layers on the batch made dense
-(``methods.pointcloud_networks``). The result is projected back to binary 28 x 28 images
+(``distillbench_methods.pointcloud_networks``). The result is projected back to binary 28 x 28 images
 (a pixel is 1 where a point falls), which the shared evaluation trains on and tests on the
 binarised MNIST test split (``prepare_real``).
 
@@ -82,9 +82,13 @@ from bench.api import (
     require_learning_rates,
     require_positive,
 )
-from methods.gm import gradient_distance
-from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet, import_minkowski
-from methods.pointclouds import (
+from distillbench_methods.gm import gradient_distance
+from distillbench_methods.pointcloud_networks import (
+    DensePointCloudNet,
+    SparsePointCloudNet,
+    import_minkowski,
+)
+from distillbench_methods.pointclouds import (
     GRID,
     batch_points,
     clamp_to_grid,
@@ -130,7 +134,7 @@ class PCGMConfig:
     layout: Literal["reference", "fixed"] = "reference"
     """``reference``: the reference's layers (sparse: instance norm after every convolution and
     a head over the full 28 x 28 grid; dense: depth padded to 3 and 2x2x2 pooling);
-    ``fixed``: neither (``methods.pointcloud_networks``)"""
+    ``fixed``: neither (``distillbench_methods.pointcloud_networks``)"""
     anchor: Literal["batch_min", "origin"] = "batch_min"
     """``batch_min``: every batch is shifted by its own minimum coordinate before the dense grid
     (reference); ``origin``: one origin for real and synthetic clouds"""
@@ -271,7 +275,7 @@ def matching_step(
         points: synthetic clouds ``[K * clouds_per_class, P, 3]``, class-major.
         clouds_per_class: synthetic clouds per class.
         real_batches: per class, ``(coordinates [sum P, 4] int32, features [sum P, 3], B)`` as
-            ``methods.pointclouds.masks_to_batch`` builds them.
+            ``distillbench_methods.pointclouds.masks_to_batch`` builds them.
         config: distance and network settings.
 
     Returns:
@@ -419,7 +423,7 @@ def distill(
 
 def point_cloud_artifacts(synset: SyntheticSet, card, folder: Path) -> list[Path]:
     """The contract's ``Artifacts``: ``points.png``, the clouds at the start and the end
-    of distillation (``methods.pointclouds.save_point_cloud_render``)."""
+    of distillation (``distillbench_methods.pointclouds.save_point_cloud_render``)."""
     render = save_point_cloud_render(
         synset.extras["initial_points"],
         synset.extras["points"],

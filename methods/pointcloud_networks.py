@@ -7,7 +7,7 @@ larger initialisation moves them by whole pixels per step.
 
 Two variants: MinkowskiEngine sparse convolutions on the points (``SparsePointCloudNet``,
 needs MinkowskiEngine: ``scripts/install_minkowski.sh``) and pure PyTorch on the batch made
-dense (``DensePointCloudNet``, ``methods.pointclouds.to_dense``). Each has two layouts:
+dense (``DensePointCloudNet``, ``distillbench_methods.pointclouds.to_dense``). Each has two layouts:
 
 - ``reference`` (kghandour/dd3d@d3dc89f, ``models/MEConv.py``): ``MEConvExp`` (sparse) puts
   ``MinkowskiInstanceNorm`` after every convolution and reads the result through a dense grid
@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from methods.pointclouds import GRID, to_dense
+from distillbench_methods.pointclouds import GRID, to_dense
 
 Layout = Literal["reference", "fixed"]
 Anchor = Literal["batch_min", "origin"]
@@ -68,7 +68,7 @@ class DensePointCloudNet(nn.Module):
         anchor: ``batch_min`` or ``origin`` (``anchored``).
 
     Input: ``(coordinates [sum P, 4] int32, features [sum P, F], batch_size)`` from
-    ``methods.pointclouds.batch_points``; output: logits ``[B, num_classes]``.
+    ``distillbench_methods.pointclouds.batch_points``; output: logits ``[B, num_classes]``.
 
     Raises:
         ValueError: more pooling layers than the grid has room for.

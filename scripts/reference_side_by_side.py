@@ -101,7 +101,7 @@ import json, time
 from pathlib import Path
 import torch
 from bench.data.real import load_card, load_real
-from methods.gm import GMConfig, distill
+from distillbench_methods.gm import GMConfig, distill
 real = load_real(load_card("mnist"), Path(DATA), "train")
 stamps = []
 distill(real, 1, GMConfig(iterations=ITERATIONS, **SPEED), seed=0, device=torch.device("cpu"),

@@ -9,7 +9,7 @@ from bench.cli import main
 from bench.core.errors import ConfigError
 from bench.data.real import RealSet
 from bench.run.tracking import Tracker
-from methods.coreset import herding_indices, herding_order, random_indices
+from distillbench_methods.coreset import herding_indices, herding_order, random_indices
 
 
 def clustered_features(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

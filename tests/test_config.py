@@ -5,7 +5,7 @@ import pytest
 from bench.core.config import apply_overrides, parse_set_options
 from bench.core.errors import ConfigError
 from bench.evaluation.evaluate import EvalProtocol
-from methods.gm import GMConfig
+from distillbench_methods.gm import GMConfig
 
 
 def test_strings_from_the_command_line_are_parsed_to_the_field_type():
@@ -95,7 +95,7 @@ def test_a_commands_options_are_its_config_dataclasses_fields():
     import dataclasses
 
     from bench.core.config import add_config_arguments, config_from_arguments
-    from methods.experts import ExpertConfig
+    from distillbench_methods.experts import ExpertConfig
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, ExpertConfig, required=("dataset",))

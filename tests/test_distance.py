@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.gm import gradient_distance
+from distillbench_methods.gm import gradient_distance
 
 
 def _grads(seed: int) -> list[torch.Tensor]:
@@ -56,7 +56,7 @@ def test_mismatched_gradients_are_rejected():
 def test_batched_matching_gives_the_per_class_loss_and_gradient(kind):
     from bench.data.real import load_card
     from bench.evaluation.networks import build_network
-    from methods.gm import batched_matching_step, gradient_distance
+    from distillbench_methods.gm import batched_matching_step, gradient_distance
 
     card = load_card("mnist")
     g = torch.Generator().manual_seed(0)
@@ -82,7 +82,7 @@ def test_batched_matching_gives_the_per_class_loss_and_gradient(kind):
 
 
 def test_batched_matching_distils_the_same_set(mnist):
-    from methods.gm import GMConfig, distill
+    from distillbench_methods.gm import GMConfig, distill
 
     train, _ = mnist
     config = GMConfig(iterations=2, batch_real=16)
@@ -112,7 +112,7 @@ def matching_case(mnist):
     "option", [{"channels_last": True}, {"compile": True}, {"matching": "batched"}]
 )
 def test_fast_matching_options_give_the_plain_loss_and_gradient(matching_case, option):
-    from methods.gm import GMConfig, RealGradients, matching_step
+    from distillbench_methods.gm import GMConfig, RealGradients, matching_step
 
     net, images, real = matching_case
     plain_loss, plain_grad = matching_step(net, images, 2, real, GMConfig())
@@ -129,7 +129,7 @@ def test_fast_matching_options_give_the_plain_loss_and_gradient(matching_case, o
 
 
 def test_bf16_autocast_keeps_the_matching_loss_within_one_percent_of_fp32(matching_case):
-    from methods.gm import GMConfig, matching_step
+    from distillbench_methods.gm import GMConfig, matching_step
 
     net, images, real = matching_case
     fp32_loss, fp32_grad = matching_step(net, images, 2, real, GMConfig())

@@ -781,3 +781,24 @@ def test_after_an_interrupt_both_signals_stay_ignored_and_otherwise_are_restored
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    """``bench list | head -1``: the closed pipe ends the command quietly (exit 1, as Python's
+    own recipe for SIGPIPE does), not with a BrokenPipeError traceback. The pipe's read end is
+    closed before the command starts, so its first write fails whatever the timing."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", "list"],
+            cwd=REPO_ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr

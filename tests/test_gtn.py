@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from bench.core.errors import ConfigError
 from bench.core.seeds import derive_seed
-from methods.gtn import (
+from distillbench_methods.gtn import (
     Generator,
     GTNConfig,
     GTNGMConfig,
@@ -30,7 +30,7 @@ from methods.gtn import (
     sample,
     stream_from_set,
 )
-from methods.gtn_speed import SavedTensorMeter, mnist_shaped_real, variant_config
+from distillbench_methods.gtn_speed import SavedTensorMeter, mnist_shaped_real, variant_config
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_generator_makes_requested_images_and_labels(upsample):
 
 
 def test_sampled_synthetic_set_has_shape_labels_and_generator(small_mnist):
-    from methods.gtn import sample_synthetic_set
+    from distillbench_methods.gtn import sample_synthetic_set
 
     generator = build_generator(GTNConfig(), small_mnist, 0)
     synset = sample_synthetic_set(generator, small_mnist, ipc=4, seed=5, method="gtn-gm")

@@ -11,7 +11,7 @@ import pytest
 from bench.cli import main
 from bench.data.synthetic import SyntheticSet
 from bench.run.tracking import Tracker
-from methods.gtn import GTNIFTConfig, build_generator
+from distillbench_methods.gtn import GTNIFTConfig, build_generator
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def test_run_logs_set_generator_and_every_architecture(gtn_run, tmp_path):
 
 
 def _mnist_like():
-    from methods.gtn_speed import mnist_shaped_real
+    from distillbench_methods.gtn_speed import mnist_shaped_real
 
     return mnist_shaped_real(10)
 

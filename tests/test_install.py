@@ -18,10 +18,20 @@ from bench.spec.recipes import recipe_names
 
 def test_pyproject_lists_every_package_and_ships_recipes_and_cards():
     config = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    found = set(find_packages(str(CHECKOUT), include=["bench*", "methods*"]))
+    found = set(find_packages(str(CHECKOUT), include=["bench*"]))
+    # the methods/ folder installs as distillbench_methods (package-dir)
+    found |= {
+        "distillbench_methods" + name.removeprefix("methods")
+        for name in find_packages(str(CHECKOUT), include=["methods*"])
+    }
     assert found <= set(config["packages"]), "add the new package to [tool.setuptools] packages"
-    assert config["package-dir"] == {"bench._recipes": "reproduce", "bench._cards": "datasets"}
-    assert "datasets" not in found  # never shadow Hugging Face's datasets package
+    assert config["package-dir"] == {
+        "bench._recipes": "reproduce",
+        "bench._cards": "datasets",
+        "distillbench_methods": "methods",
+    }
+    # never a top-level package a user's folder or Hugging Face's datasets would shadow
+    assert not {"datasets", "methods"} & {name.split(".")[0] for name in config["packages"]}
 
 
 @pytest.mark.slow
@@ -40,6 +50,7 @@ def test_a_non_editable_install_lists_and_validates_from_another_directory(tmp_p
     )
     assert (target / "bench" / "_recipes" / "gm-mnist-ipc1.toml").is_file()
     assert (target / "bench" / "_cards" / "mnist.toml").is_file()
+    assert (target / "distillbench_methods" / "gm.py").is_file()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # only the installed copy and the dependencies of this environment
@@ -67,13 +78,14 @@ def test_a_non_editable_install_lists_and_validates_from_another_directory(tmp_p
     assert f"{count} of {count} recipe(s) valid, {cards} of {cards} dataset card(s)" in (
         validated.stdout
     ), validated.stdout + validated.stderr
-    probe = "import bench.core.paths as p, bench.core.provenance as v; "
-    probe += "print(p.CHECKOUT, p.RECIPES_DIR, p.LEADERBOARDS_DIR, v.git_commit())"
+    probe = "import bench.core.paths as p, bench.core.provenance as v, distillbench_methods as m; "
+    probe += "print(p.CHECKOUT, p.RECIPES_DIR, p.LEADERBOARDS_DIR, v.git_commit(), m.__file__)"
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=elsewhere, env=env, capture_output=True, text=True
     )
-    checkout, recipes, leaderboards, commit = out.stdout.split()
+    checkout, recipes, leaderboards, commit, methods = out.stdout.split()
     assert checkout == "None" and recipes.startswith(str(target))
+    assert methods.startswith(str(target))
     assert (leaderboards, commit) == ("leaderboards", "unknown")
 
 

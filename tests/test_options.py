@@ -101,3 +101,39 @@ def test_a_sweep_task_receives_the_sweeps_options_and_its_own_seed():
 def test_checkpoint_every_below_one_is_a_user_error():
     with pytest.raises(UserError, match="--checkpoint-every must be between 1 and 10,000,000"):
         RunOptions(checkpoint_every=0)
+
+
+def test_the_speed_commands_take_their_options_from_their_dataclasses():
+    """``python -m bench speed METHOD``: every flag is a field of the method's options
+    dataclass or of the shared ``DataRoot``/``SpeedOutput``, typed, and ``to_argv`` inverts
+    the parse."""
+    from bench.api import DataRoot, SpeedOutput, parse_options
+    from bench.run.options import to_argv
+    from distillbench_methods.gm_speed import GMSpeedOptions
+    from distillbench_methods.gtn_speed import GTNSpeedOptions
+    from distillbench_methods.mtt_speed import MTTSpeedOptions
+
+    gm, data, output = parse_options(
+        "speed gm",
+        ["--ipc", "1", "10", "--variants", "--repeats", "5", "--out", "x", "--data-root", "d"],
+        GMSpeedOptions,
+        DataRoot,
+        SpeedOutput,
+    )
+    assert (gm.ipc, gm.variants, gm.repeats, gm.iterations) == ((1, 10), (), 5, 3)
+    assert (data.data_root, output.out, output.device) == (Path("d"), Path("x"), "auto")
+    assert GMSpeedOptions().variants == ("channels_last", "compile", "batched", "bf16")
+    with pytest.raises(SystemExit):  # argparse's usage line: not a known variant
+        parse_options("speed gm", ["--variants", "fp8"], GMSpeedOptions)
+    (mtt,) = parse_options(
+        "speed mtt", ["--batch-syn", "100", "--syn-steps", "20"], MTTSpeedOptions
+    )
+    assert (mtt.batch_syn, mtt.syn_steps, mtt.ipc) == ((100,), (20,), (1,))
+    changed = {
+        GMSpeedOptions: GMSpeedOptions(ipc=(10,), variants=("bf16",), networks=4),
+        MTTSpeedOptions: mtt,
+        GTNSpeedOptions: GTNSpeedOptions(inner_steps=(10,), iterations=1),
+        SpeedOutput: SpeedOutput(out=Path("o"), device="cpu"),
+    }
+    for cls, options in changed.items():
+        assert parse_options("speed", to_argv(options), cls) == (options,)

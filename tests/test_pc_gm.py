@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.core.errors import ConfigError
-from methods.pc_gm import (
+from distillbench_methods.pc_gm import (
     PCGMConfig,
     binarised,
     binary_pixels,
@@ -20,7 +20,7 @@ from methods.pc_gm import (
     occupancy,
     projected_images,
 )
-from methods.pointclouds import GRID, first_points, image_to_points, masks_to_batch
+from distillbench_methods.pointclouds import GRID, first_points, image_to_points, masks_to_batch
 
 CPU = torch.device("cpu")
 
@@ -88,7 +88,7 @@ def test_which_gradients_of_the_sparse_network_have_a_graph_to_the_points(layout
     """Pins what the module docstring states: MinkowskiEngine's convolution backward is C++, so
     the kernels' gradients have no graph to the points; the linear head's do, and in the
     reference layout so do the instance norms' affine weights and biases (ordinary torch ops)."""
-    from methods.pointclouds import batch_points
+    from distillbench_methods.pointclouds import batch_points
 
     net = build_network(PCGMConfig(network="sparse", layers=2, layout=layout), seed=0)
     points = (torch.rand(50, 3) * torch.tensor([0.0, 27.0, 27.0])).requires_grad_(True)
@@ -160,7 +160,7 @@ def test_bad_config_is_refused_with_the_key_named():
 def test_initial_points_span_the_reference_range_and_the_first_clamp_puts_the_rest_on_27():
     """Reference L299 + L311-317: ``28 * rand`` then values above 27 become 27, so a coordinate
     lands exactly on 27 with probability 1/28; ``init_span=27`` keeps them inside."""
-    from methods.pointclouds import clamp_to_grid
+    from distillbench_methods.pointclouds import clamp_to_grid
 
     points = clamp_to_grid(initial_points(10, 2000, seed=0, span=28.0))
     on_edge = (points[..., 1:] == 27).float().mean().item()
@@ -172,8 +172,8 @@ def test_initial_points_span_the_reference_range_and_the_first_clamp_puts_the_re
 
 def test_layerwise_distance_counts_a_bias_as_one_row_as_the_reference():
     """``distance_wb`` (reference): a 1-D gradient is one row, D = 1 - cos; DC skips it."""
-    from methods.gm import gradient_distance
-    from methods.pc_gm import _as_rows
+    from distillbench_methods.gm import gradient_distance
+    from distillbench_methods.pc_gm import _as_rows
 
     g_syn, g_real = [torch.tensor([1.0, 0.0])], [torch.tensor([1.0, 1.0])]
     expected = 1 - 1 / (2**0.5 + 1e-6)  # cos of 45 degrees, with the reference's 1e-6

@@ -12,7 +12,7 @@ from bench.cli import main
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
 from bench.run.tracking import Tracker
-from methods.pc_gm import PCGMConfig, binarised, projected_images
+from distillbench_methods.pc_gm import PCGMConfig, binarised, projected_images
 
 pytestmark = pytest.mark.slow
 

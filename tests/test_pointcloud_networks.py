@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
-from methods.pointclouds import batch_points, image_to_points
+from distillbench_methods.pointcloud_networks import DensePointCloudNet, SparsePointCloudNet
+from distillbench_methods.pointclouds import batch_points, image_to_points
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_reference_dense_block_pads_depth_and_floors_activations_at_relu_of_the_
         net = _one_block_net(layout)
         grid = net.features[0](torch.zeros(1, 1, 1, 4, 4))
         assert grid.shape == (1, 1, depth, 4, 4)
-        from methods.pointclouds import to_dense
+        from distillbench_methods.pointclouds import to_dense
 
         dense_in[layout] = to_dense(cells, features, 1, (1, 4, 4))
         pooled = net.features(dense_in[layout])
@@ -87,7 +87,7 @@ def test_dense_head_has_the_reference_fan_in_in_both_layouts(layers, fan_in):
 
 
 def test_batch_min_anchor_shifts_each_batch_by_its_own_minimum():
-    from methods.pointcloud_networks import anchored
+    from distillbench_methods.pointcloud_networks import anchored
 
     coordinates = torch.tensor([[0, 0, 5, 7], [1, 0, 3, 9]], dtype=torch.int32)
     assert anchored(coordinates, "batch_min").tolist() == [[0, 0, 2, 0], [1, 0, 0, 2]]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from methods.pointclouds import (
+from distillbench_methods.pointclouds import (
     GRID,
     batch_points,
     clamp_to_grid,

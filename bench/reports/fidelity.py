@@ -27,33 +27,12 @@ INTRO = """# Fidelity: the suite against the reference code, step by step
 Each row is a differential check (`scripts/reference_check/`): the reference's own functions,
 imported from a checkout at the pinned commit, and the suite's faithful path, from the same
 initial synthetic set, the same network weights and the same real batches. Differences are per
-outer iteration: the matching loss (relative) and the synthetic images after the update
-(largest absolute difference relative to the largest pixel), worst over the iterations
-compared. The evaluation's DC augmentation is compared per batch of real images given the same
-parameters (the augmented images). 0 means bit-identical; the reported loss, summed over
-classes in another order, differs in its last bits (1e-7) even where the images are
-bit-identical. Float32 summation order alone (GM's compiled real gradients, a speed-only
-setting) gives about 5e-6 after the first iteration, and the difference grows with every
-iteration as two float trajectories of a chaotic optimisation part (about 3e-2 after 20): such
-a side is a different draw of the same algorithm, not the same set. For scale, a 0.1 % change
-of GM's `lr_img` gives 9e-5 after the first iteration. The shims each check needed are listed in
-its record.
-
-MTT's check runs the recipe's settings, DSA included: the driver seeds torch's global RNG, from
-which the reference draws its mini-batch order and DSA's parameters, as the suite seeds its
-generator. DSA is also checked on its own: from the same random stream, `dsa_augment` gives the
-reference's `DiffAugment` pixels bit for bit for every part. With experts that barely move (20
-images per class, 2 epochs) the learned learning rate turns negative within three iterations in
-the reference, where the suite clamps it at 1e-8 (a difference `methods/mtt.py` lists), and the
-two part from there; with experts of 1000 images per class they agree.
-
-GTN+GM's check compares the generator's parameters and batch-norm statistics where the others
-compare synthetic images (the GTN learns a generator, not a set), after each iteration of 10
-generator updates and 100 learner steps, with 32 real images per class instead of 256 (the
-maths per step is the same; 256 takes 3 minutes an iteration per side on one core).
-
-Not yet compared: final accuracies over 10 seeds per side, GTN+IFT and GTN unrolled, and the
-point-cloud families (issue 35).
+outer iteration (or the record's unit): the matching loss (relative) and the synthetic images
+after the update (largest absolute difference relative to the largest pixel), worst over the
+steps compared. 0 means bit-identical; a loss summed over classes in another order differs in its
+last bits (1e-7) even where the images are bit-identical. The shims each check needed are listed
+in its record; what the records do not say, family by family, follows the table
+(`fidelity/notes.md`).
 """
 
 
@@ -88,8 +67,13 @@ def rows(folder: Path) -> list[list[str]]:
     return out
 
 
+NOTES = "notes.md"
+"""the hand-written notes on the checks in the records' folder, placed after the table"""
+
+
 def render_table(folder: Path = FOLDER) -> str:
-    """``fidelity.md``: the introduction and one row per side of every record in ``folder``."""
+    """``fidelity.md``: the introduction, one row per side of every record in ``folder`` and
+    the folder's ``notes.md`` (if any)."""
     headers = [
         "family",
         "recipe",
@@ -102,7 +86,8 @@ def render_table(folder: Path = FOLDER) -> str:
         "",
     ]
     table = tabulate(rows(folder), headers, tablefmt="github", disable_numparse=True)
-    return INTRO + "\n" + table + "\n"
+    notes = folder / NOTES
+    return INTRO + "\n" + table + "\n" + ("\n" + notes.read_text() if notes.is_file() else "")
 
 
 def write_table(folder: Path = FOLDER) -> Path:

@@ -98,13 +98,30 @@ def to_argv(options: Any, skip: tuple[str, ...] = ()) -> list[str]:
     return argv
 
 
+def parse_options(prog: str, argv: list[str], *classes: type) -> tuple:
+    """Parse ``argv`` into one instance of each option dataclass in ``classes`` (a method's
+    own command: its options and, say, ``DataRoot``), with ``--help`` from their fields.
+    Exits with argparse's usage message on a bad flag, as every command does."""
+    parser = argparse.ArgumentParser(prog=prog)
+    for cls in classes:
+        add_options(parser, cls)
+    args = parser.parse_args(argv)
+    return tuple(from_namespace(cls, args) for cls in classes)
+
+
 @dataclass(frozen=True)
-class Location:
-    """Where data, tracking and outputs live, and the device."""
+class DataRoot:
+    """Where the datasets are."""
 
     data_root: Path = option(
         Path("../shared/datasets"), "folder holding the datasets in torchvision layout"
     )
+
+
+@dataclass(frozen=True)
+class Location(DataRoot):
+    """Where data, tracking and outputs live, and the device."""
+
     tracking_uri: str | None = option(
         None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<out>/mlflow.db)"
     )

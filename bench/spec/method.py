@@ -169,41 +169,10 @@ class Method:
     long_run_speed: dict[str, Any] = field(default_factory=dict)
 
 
-SUITE_ROOT = Path(__file__).resolve().parents[2]
-"""the folder that holds this ``bench`` package (a checkout, or site-packages): the suite's own
-built-in methods are packages beside it"""
-
-
-def _builtin_packages() -> set[str]:
-    """Top-level packages of the suite's own entry points (those of the ``distillbench``
-    distribution)."""
-    return {
-        point.value.split(":")[0].split(".")[0]
-        for group in (METHOD_GROUP, COMMAND_GROUP)
-        for point in entry_points(group=group)
-        if point.dist is not None and point.dist.name == "distillbench"
-    }
-
-
 def _resolve(target: str) -> Any:
-    """Import ``"module:attribute"`` and return the attribute.
-
-    Raises:
-        ConfigError: a built-in's package was imported from somewhere other than beside this
-            ``bench`` (a folder of that name in the working directory, first on ``sys.path``
-            under ``python -m``, shadows it).
-    """
+    """Import ``"module:attribute"`` and return the attribute."""
     module_name, _, attribute = target.partition(":")
-    module = importlib.import_module(module_name)
-    top = module_name.split(".")[0]
-    where = Path(getattr(module, "__file__", None) or SUITE_ROOT).resolve()
-    # the location first: scanning the installed entry points is the costlier test
-    if not where.is_relative_to(SUITE_ROOT) and top in _builtin_packages():
-        raise ConfigError(
-            f"{where} shadows the suite's built-in package {top!r} (expected in {SUITE_ROOT}): "
-            f"run from a directory without a {top}/ folder, or rename that folder"
-        )
-    return getattr(module, attribute)
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def _registry(group: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,6 +17,16 @@ import torch.nn.functional as F
 
 from bench.core.hashing import write_atomic
 from bench.core.provenance import git_commit, hardware, package_versions
+from bench.run.options import option
+
+
+@dataclass(frozen=True)
+class SpeedOutput:
+    """Where a speed benchmark writes its record (``write_record``), and the device it times:
+    the options every ``python -m bench speed METHOD`` shares."""
+
+    out: Path = option(Path("bench-results"), "folder for the JSON results")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
 
 
 def peak_memory_mb(device: torch.device) -> float:

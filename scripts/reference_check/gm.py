@@ -1,7 +1,7 @@
-"""Differential check of DC gradient matching: the suite's ``methods.gm.distill`` and the DC
-reference code's own training loop (``main.py``'s, driven here step by step with the reference's
-``get_network``, ``match_loss`` and ``epoch``), from the same initial synthetic images, the same
-network weights at every outer iteration and the same real batches. Per outer iteration it
+"""Differential check of DC gradient matching: the suite's ``distillbench_methods.gm.distill`` and
+the DC reference code's own training loop (``main.py``'s, driven here step by step with the
+reference's ``get_network``, ``match_loss`` and ``epoch``), from the same initial synthetic images,
+the same network weights at every outer iteration and the same real batches. Per outer iteration it
 compares the matching loss and the synthetic images after the update.
 
     python scripts/reference_check/gm.py --reference DIR [--ipc 1 --iterations 20]
@@ -100,7 +100,8 @@ def reference_distill(ref, real_by_class, images, ipc, config, seed, iterations)
 
 
 def suite_distill(real, ipc, config, seed, iterations, device):
-    """``methods.gm.distill`` for ``iterations`` outer iterations; (loss, images) of each."""
+    """``distillbench_methods.gm.distill`` for ``iterations`` outer iterations; (loss, images) of
+    each."""
     steps = []
 
     def after_iteration(it, metrics, state):

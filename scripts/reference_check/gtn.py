@@ -1,10 +1,10 @@
-"""Differential check of GTN+GM: the suite's faithful generator update (``methods.gtn``,
-``GTNTraining`` with ``GTNGMConfig``) and the reference's own ``gmpc_train`` (re-stated here step
-by step with the reference's ``MNISTTeacher``, ``gm_loss``, ``get_network`` and its optimisers),
-from the same generator and learner weights, the same real batches and the same noise. Per
-iteration (a fresh learner, ``outer_loop`` generator updates each followed by ``inner_loop``
-learner steps) it compares the mean matching loss and the generator's parameters and batch-norm
-statistics.
+"""Differential check of GTN+GM: the suite's faithful generator update
+(``distillbench_methods.gtn``, ``GTNTraining`` with ``GTNGMConfig``) and the reference's own
+``gmpc_train`` (re-stated here step by step with the reference's ``MNISTTeacher``, ``gm_loss``,
+``get_network`` and its optimisers), from the same generator and learner weights, the same real
+batches and the same noise. Per iteration (a fresh learner, ``outer_loop`` generator updates each
+followed by ``inner_loop`` learner steps) it compares the mean matching loss and the generator's
+parameters and batch-norm statistics.
 
     python scripts/reference_check/gtn.py --reference DIR [--iterations 2 --batch-real 32]
         [--data-root ../shared/datasets] [--out leaderboards/fidelity]

@@ -1,9 +1,9 @@
-"""Differential check of MTT: the suite's ``methods.mtt.distill`` and the MTT reference code's own
-student loop (``distill.py``'s, driven here iteration by iteration with the reference's
+"""Differential check of MTT: the suite's ``distillbench_methods.mtt.distill`` and the MTT reference
+code's own student loop (``distill.py``'s, driven here iteration by iteration with the reference's
 ``get_network``, ``ReparamModule`` and its loss), from the same initial synthetic images, the same
-expert trajectory and start epoch at every iteration and the same mini-batch order. Per iteration
-it compares the trajectory-matching loss, the synthetic images and the learned learning rate
-after the update.
+expert trajectory and start epoch at every iteration and the same mini-batch order. Per iteration it
+compares the trajectory-matching loss, the synthetic images and the learned learning rate after the
+update.
 
     python scripts/reference_check/mtt.py --reference DIR --experts-dir DIR
         [--iterations 5 --syn-steps 10] [--data-root ../shared/datasets]
@@ -95,7 +95,8 @@ def reference_distill(ref, experts, images, labels, config, seed, iterations, ca
 
 
 def suite_distill(real, config, seed, iterations, device):
-    """``methods.mtt.distill`` (ipc 1) for ``iterations``; (loss, images, lr) of each."""
+    """``distillbench_methods.mtt.distill`` (ipc 1) for ``iterations``; (loss, images, lr) of
+    each."""
     steps = []
 
     def after_iteration(it, metrics, state):
