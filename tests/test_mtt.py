@@ -15,8 +15,8 @@ from bench.core.seeds import derive_seed
 from bench.data.real import denormalise, load_card, load_real
 from bench.data.zca import zca_whiten
 from bench.evaluation.networks import build_network
+from distillbench_methods import mtt
 from distillbench_methods.experts import ExpertConfig, ExpertTrajectories, generate_experts
-from methods import mtt
 
 TINY = dict(
     dataset="cifar10-jpeg", preprocessing="normalise", num_experts=1, epochs=2, images_per_class=10

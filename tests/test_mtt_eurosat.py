@@ -25,8 +25,8 @@ from bench.data.preprocess import prepare_real, raw_pixels
 from bench.data.real import RealSet, eurosat_split, load_card, load_real, normalise
 from bench.evaluation.networks import build_network
 from bench.spec.recipes import load_recipe, resolve
+from distillbench_methods import mtt
 from distillbench_methods.experts import ExpertConfig, generate_experts
-from methods import mtt
 
 CPU = torch.device("cpu")
 PER_CLASS = 15  # 150 images: a 135-image training split, more than one batch of 128

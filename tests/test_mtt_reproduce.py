@@ -17,8 +17,8 @@ from bench.data.real import load_card, load_real
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.evaluate import EvalProtocol, evaluate_synthetic_set
 from bench.run.tracking import Tracker
+from distillbench_methods import mtt
 from distillbench_methods.experts import ExpertConfig, generate_experts
-from methods import mtt
 
 pytestmark = pytest.mark.slow
 

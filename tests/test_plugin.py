@@ -198,6 +198,23 @@ def test_the_example_and_the_builtins_import_bench_only_through_the_api():
                 assert module == "bench.api" or not module.startswith("bench"), (path, module)
 
 
+def test_nothing_imports_the_methods_folder_by_its_folder_name():
+    """The built-ins are ``distillbench_methods``; from the repository root ``methods`` would
+    import too, as a second copy of every module (two ``GMConfig`` classes, two registries)."""
+    import ast
+
+    for folder in ("bench", "methods", "tests", "scripts", "examples"):
+        for path in (REPO_ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0:
+                    modules = [node.module or ""]
+                elif isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                else:
+                    continue
+                assert all(m.split(".")[0] != "methods" for m in modules), (path, modules)
+
+
 def test_a_methods_folder_in_the_working_directory_does_not_stand_in_for_the_built_ins(tmp_path):
     """Under ``python -m`` the working directory comes first on ``sys.path``: a user's own
     ``methods/`` package there must not be imported in place of the built-in methods, whose

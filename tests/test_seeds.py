@@ -16,7 +16,7 @@ def test_the_built_in_streams_are_the_integers_they_replaced():
     """Renaming changed no draw: the committed sets and the paper runs in progress keep their
     seeds (gm: init 0, iteration 1, network 2; GTN: generator 1 ... select 5; MTT, pc-gm and the
     coresets likewise)."""
-    from methods import coreset, gm, gtn, mtt, pc_gm
+    from distillbench_methods import coreset, gm, gtn, mtt, pc_gm
 
     assert gm.STREAMS.seed(9, "init") == derive_seed(9, 0)
     assert gm.STREAMS.seed(9, "iteration", 4) == derive_seed(9, 1, 4)

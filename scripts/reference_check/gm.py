@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.api import build_network, load_card, load_real, pick_device, write_record
 from bench.reports.fidelity import check_parser, import_reference, write_table
-from methods import gm
+from distillbench_methods import gm
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
 SHIMS = [

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from bench.api import load_card, load_real, pick_device, write_record
 from bench.reports.fidelity import check_parser, import_reference, write_table
-from methods import gtn
+from distillbench_methods import gtn
 
 REFERENCE = "dm-medvedev/EfficientDistillation@7ebe4b9"
 SHIMS = [

@@ -35,7 +35,7 @@ import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
 from bench.reports.fidelity import check_parser, import_reference, write_table
-from methods import mtt
+from distillbench_methods import mtt
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
 SHIMS = [
