@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.core.errors import ConfigError
-from bench.data.dsa import OPS, DSAParams, dsa_augment
+from bench.data.dsa import OPS, DSADraws, DSAParams, dsa_augment
 from bench.data.real import load_card
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.batched import train_many
@@ -69,7 +69,7 @@ def test_one_strategy_part_per_call_and_every_part_gets_drawn():
         part = ALL.split("_")[int(torch.randint(6, (1,), generator=g))]
         y = x
         for op in OPS[part]:
-            y = op(y, g, DSAParams())
+            y = op(y, DSADraws(g), DSAParams())
         assert torch.equal(out, y)
         seen.add(part)
     assert seen == set(OPS)
@@ -120,7 +120,7 @@ def test_color_transforms_follow_their_formulas():
     params = DSAParams()
     mean_c = x.mean(dim=1, keepdim=True)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    g = _gen(4)
+    g = DSADraws(_gen(4))
     (bright,) = OPS["color"][:1]
     out = bright(x, g, params)
     delta = (out - x).flatten(1)
