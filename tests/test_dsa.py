@@ -201,3 +201,29 @@ def test_stacked_networks_under_dsa_equal_the_ones_trained_alone():
         mine = torch.cat([stack.params[name][m].detach().flatten() for name in alone])
         theirs = torch.cat([p.detach().flatten() for p in alone.values()])
         assert float((mine - theirs).norm() / theirs.norm()) < 1e-4
+
+
+def test_siamese_draws_give_every_image_and_every_batch_of_one_seed_the_same_transform():
+    """DSA's matching (DC's ``DiffAugment`` with ``seed != -1``): a real and a synthetic batch
+    augmented from one seed get one transform, whatever their sizes."""
+    x = _batch(b=16)
+    for seed in range(12):
+        whole = dsa_augment(x, DSADraws.siamese(seed), ALL)
+        part = dsa_augment(x[:3], DSADraws.siamese(seed), ALL)
+        assert torch.allclose(whole[:3], part, atol=1e-6)
+        same = dsa_augment(x[:1].expand(4, -1, -1, -1), DSADraws.siamese(seed), ALL)
+        assert torch.allclose(same, same[:1].expand_as(same), atol=1e-6)
+
+
+def test_siamese_draws_reseed_before_each_draw_from_the_next_integer():
+    """``set_seed_DiffAug``: the part is drawn right after seeding with ``seed``, the flip
+    after seeding with ``seed + 1`` (hand-computed from fresh generators)."""
+    x = _batch(b=4)
+    for seed in range(20):
+        expected_flip = torch.rand(1, generator=torch.Generator().manual_seed(seed + 1)) < 0.5
+        out = dsa_augment(x, DSADraws.siamese(seed), "flip")
+        assert torch.equal(out, x.flip(3) if expected_flip else x)
+        part = int(torch.randint(2, (1,), generator=torch.Generator().manual_seed(seed)))
+        out = dsa_augment(x, DSADraws.siamese(seed), "flip_crop")
+        if part == 0:
+            assert torch.equal(out, x.flip(3) if expected_flip else x)
