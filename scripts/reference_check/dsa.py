@@ -98,7 +98,10 @@ def main() -> None:
         else "every recipe with method.dsa or eval.augmentation = dsa (MTT)",
         reference=REFERENCES[args.flavour],
         shims=SHIMS,
-        unit=f"batches of {args.batch}" + (f" (+ {args.synthetic} siamese)" if dc else ""),
+        unit=f"augmented batches (per real batch of {args.batch}: per-call, siamese, and "
+        f"siamese on {args.synthetic} synthetic images)"
+        if dc
+        else f"batches of {args.batch}",
         strategy=STRATEGY,
         data="cifar10-jpeg",
         seed=args.seed,
