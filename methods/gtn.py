@@ -72,10 +72,12 @@ Reference (7ebe4b9) -> this code -> same or different, why:
   is exact
 - ``dd-vs-gtn/gtn/bsz_500_k128`` (learned input noise) -> not implemented -> missing: no recipe
 
-Checked side by side with the reference's own ``MNISTTeacher``, ``gm_loss`` and optimisers
-(``scripts/reference_check/gtn.py``, ``leaderboards/fidelity.md``): GTN+GM's generator is
-bit-identical after 3 iterations of 10 generator updates and 100 learner steps each (32 real
-images per class). IFT and unrolled are not checked yet.
+Checked side by side with the reference's own ``MNISTTeacher``, ``gm_loss``, ``MetaOptimizer``
+and ``higher_train`` (``scripts/reference_check/gtn.py --variant gm|ift|unrolled``,
+``leaderboards/fidelity.md``): the generator is bit-identical after 3 GTN+GM iterations of 10
+generator updates and 100 learner steps each (32 real images per class), and after 5 GTN+IFT
+and 5 unrolled generator updates (the reference's teacher parameters in this generator's order,
+which only the clipping norm's float summation sees).
 """
 
 from __future__ import annotations
@@ -593,7 +595,7 @@ ITERATIONS = {
 """one iteration (a fresh learner and its generator update(s)) per variant"""
 
 CONFIGS = {"gtn-gm": GTNGMConfig, "gtn-ift": GTNIFTConfig, "gtn-unrolled": GTNUnrolledConfig}
-"""method name (``methods.METHODS``) -> config class"""
+"""method name -> config class"""
 
 
 class GTNTraining:

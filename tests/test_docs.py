@@ -627,4 +627,5 @@ def test_list_shows_a_faithful_recipes_last_check(capsys):
     assert "outer iterations of gm-mnist-ipc" in lines["gm-cifar10-ipc1"]  # the family's check
     assert "checked" in lines["mtt-eurosat-ipc1"]
     assert "checked" not in lines["mtt-eurosat-ipc1-cifar-protocol"]  # a variant of mtt
-    assert "checked" not in lines["gtn-ift-mnist"]  # no check of the family yet
+    assert "checked: bit-identical over 5 outer iterations" in lines["gtn-ift-mnist"]
+    assert "checked" not in lines["pc-gm-mnist-me-2layer-cosine"]  # no check of the family yet
