@@ -8,7 +8,8 @@ Contract (``bench.spec.method``): ``Method``, ``Kind``, the ``AfterIteration`` a
 Sets: ``SyntheticSet`` (construct with keywords), ``GENERATOR_PREFIX``; the real set:
 ``RealSet``, ``load_card``, ``load_real``, ``smallest_class``, ``normalise``, ``denormalise``;
 preprocessing and augmentation: ``Preprocessing``, ``PREPROCESSING``, ``prepare_real``,
-``check_preprocessing``, ``describe``, ``dsa_augment`` (DSA, Zhao & Bilen 2021).
+``check_preprocessing``, ``describe``, ``dsa_augment`` (DSA, Zhao & Bilen 2021) with
+``DSADraws`` (per-call or siamese draws), ``DSAParams`` and ``check_dsa_strategy``.
 Networks and the shared evaluation: ``NETWORKS``, ``build_network`` (ConvNet-3 and the rest),
 ``EvalProtocol``, ``train_on_synthetic``, ``train_many``, ``test_accuracy``, ``test_batch``,
 ``predictions``, ``SyntheticStream``, ``training_batches``, ``channels_last_copy``.
@@ -43,7 +44,8 @@ from bench.core.errors import (
 from bench.core.hashing import atomic_target, sha256_file, write_atomic
 from bench.core.provenance import git_commit, hardware, package_versions, provenance_tags
 from bench.core.seeds import SeedStreams, Stream, derive_seed
-from bench.data.dsa import dsa_augment
+from bench.data.dsa import DSADraws, DSAParams, dsa_augment
+from bench.data.dsa import check_strategy as check_dsa_strategy
 from bench.data.preprocess import (
     PREPROCESSING,
     Preprocessing,
@@ -86,6 +88,8 @@ __all__ = [
     "AfterIteration",
     "CheckpointError",
     "ConfigError",
+    "DSADraws",
+    "DSAParams",
     "DataRoot",
     "DataNotFoundError",
     "EnvironmentFault",
@@ -109,6 +113,7 @@ __all__ = [
     "atomic_target",
     "build_network",
     "channels_last_copy",
+    "check_dsa_strategy",
     "check_preprocessing",
     "denormalise",
     "SeedStreams",

@@ -51,6 +51,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DSAParams:
@@ -208,6 +210,17 @@ OPS: dict[str, tuple[_Op, ...]] = {
 }
 """the strategy parts and the transforms each applies, in order (the reference's
 ``AUGMENT_FNS``)"""
+
+
+def check_strategy(strategy: str, key: str) -> None:
+    """Refuse a DSA strategy naming a part not in ``OPS`` (``"none"``/``""``: no augmentation).
+
+    Raises:
+        ConfigError: ``key`` (the config field, e.g. ``eval.dsa_strategy``) and the known parts.
+    """
+    unknown = [part for part in strategy.split("_") if part not in OPS]
+    if strategy not in ("", "none", "None") and unknown:
+        raise ConfigError(f"{key}: unknown part(s) {unknown}; known: {', '.join(OPS)}")
 
 
 def dsa_augment(

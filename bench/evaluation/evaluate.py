@@ -34,7 +34,7 @@ from bench.core.config import SPEED_ONLY, require_in_range, require_learning_rat
 from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
 from bench.data.augment import dc_augment
-from bench.data.dsa import OPS as DSA_OPS
+from bench.data.dsa import check_strategy
 from bench.data.real import DatasetCard, RealSet
 from bench.data.synthetic import SyntheticSet
 from bench.evaluation.batched import AUGMENTED_TEST_BATCH, test_accuracy_many, train_many
@@ -115,11 +115,7 @@ class EvalProtocol:
         )
         require_learning_rates(self, "eval")
         require_in_range(self, ("aug_scale",), "eval", low_included=True)
-        unknown_dsa = [p for p in self.dsa_strategy.split("_") if p not in DSA_OPS]
-        if self.dsa_strategy not in ("", "none", "None") and unknown_dsa:
-            raise ConfigError(
-                f"eval.dsa_strategy: unknown part(s) {unknown_dsa}; known: {', '.join(DSA_OPS)}"
-            )
+        check_strategy(self.dsa_strategy, "eval.dsa_strategy")
         if self.augment_test and self.augmentation != "dc":
             raise ConfigError('eval.augment_test needs eval.augmentation = "dc"')
         if self.epochs < 0:

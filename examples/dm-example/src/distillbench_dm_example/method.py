@@ -8,7 +8,8 @@ matches the mean embedding of a batch of real images:
     min_S  E_theta  sum_c || mean_{x in T_c} psi_theta(x) - mean_{s in S_c} psi_theta(s) ||^2
 
 It is an illustration of the method contract (``bench.spec.method``), not a faithful
-reproduction of the reference code (no DSA, fewer iterations): its recipe is labelled so.
+reproduction of the reference code (no DSA, fewer iterations): its recipe is labelled so. DM
+itself is built into the suite as the method ``dm`` (``methods/dm.py``).
 """
 
 from __future__ import annotations
