@@ -113,6 +113,22 @@ def last_check(recipe: str, method: str, folder: Path = FOLDER) -> str:
     return f"checked: {found} over {len(steps)} {unit}{where}"
 
 
+def step_difference(iteration: int, reference: tuple, suite: tuple) -> dict[str, float]:
+    """One row of a check's record: ``reference`` and ``suite`` are ``(loss, images)`` after
+    an update (images: any shape, the same on both sides). The losses' relative difference and
+    the images' largest absolute difference, also relative to the reference's largest pixel."""
+    (loss_r, images_r), (loss_s, images_s) = reference[:2], suite[:2]
+    diff = (images_s - images_r).abs().max()
+    return {
+        "iteration": iteration,
+        "loss_reference": loss_r,
+        "loss_suite": loss_s,
+        "loss_rel_diff": abs(loss_s - loss_r) / max(abs(loss_r), 1e-12),
+        "images_max_abs_diff": float(diff),
+        "images_rel_diff": float(diff / images_r.abs().max().clamp(min=1e-12)),
+    }
+
+
 def check_parser(doc: str) -> argparse.ArgumentParser:
     """The command line every check shares (its description the first paragraph of ``doc``):
     ``--reference`` (a checkout of the reference at its pinned commit), ``--seed``,

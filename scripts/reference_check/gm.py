@@ -32,7 +32,12 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.api import build_network, load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import check_parser, import_reference, write_table
+from bench.reports.fidelity import (
+    check_parser,
+    import_reference,
+    step_difference,
+    write_table,
+)
 from distillbench_methods import gm
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
@@ -112,28 +117,6 @@ def suite_distill(real, ipc, config, seed, iterations, device):
     return steps
 
 
-def compare(reference_steps, suite_steps) -> list[dict]:
-    """Per iteration: the relative difference of the losses and the largest absolute
-    difference of the synthetic images (normalised pixels), relative to their largest value."""
-    rows = []
-    for it, ((loss_r, images_r), (loss_s, images_s)) in enumerate(
-        zip(reference_steps, suite_steps, strict=True)
-    ):
-        rows.append(
-            {
-                "iteration": it,
-                "loss_reference": loss_r,
-                "loss_suite": loss_s,
-                "loss_rel_diff": abs(loss_s - loss_r) / max(abs(loss_r), 1e-12),
-                "images_max_abs_diff": float((images_s - images_r).abs().max()),
-                "images_rel_diff": float(
-                    (images_s - images_r).abs().max() / images_r.abs().max().clamp(min=1e-12)
-                ),
-            }
-        )
-    return rows
-
-
 def main() -> None:
     parser = check_parser(__doc__)
     parser.add_argument("--ipc", type=int, action="append", help="default: 1 and 10")
@@ -160,9 +143,16 @@ def main() -> None:
             )
         )
         results = {
-            name: compare(
-                reference_steps, suite_distill(real, ipc, config, args.seed, iterations, device)
-            )
+            name: [
+                step_difference(it, r, s)
+                for it, (r, s) in enumerate(
+                    zip(
+                        reference_steps,
+                        suite_distill(real, ipc, config, args.seed, iterations, device),
+                        strict=True,
+                    )
+                )
+            ]
             for name, config in sides.items()
         }
         for name, rows in results.items():

@@ -34,7 +34,12 @@ import numpy as np
 import torch
 
 from bench.api import load_card, load_real, pick_device, write_record
-from bench.reports.fidelity import check_parser, import_reference, write_table
+from bench.reports.fidelity import (
+    check_parser,
+    import_reference,
+    step_difference,
+    write_table,
+)
 from distillbench_methods import mtt
 
 REFERENCE = "GeorgeCazenavette/mtt-distillation@50dccea"
@@ -109,21 +114,14 @@ def suite_distill(real, config, seed, iterations, device):
 
 
 def compare(reference_steps, suite_steps) -> list[dict]:
-    """Per iteration: relative differences of the losses, the images (largest absolute
-    difference relative to the largest pixel) and the learned learning rates."""
+    """Per iteration: ``step_difference`` and the relative difference of the learned learning
+    rates."""
     rows = []
-    for it, ((loss_r, images_r, lr_r), (loss_s, images_s, lr_s)) in enumerate(
-        zip(reference_steps, suite_steps, strict=True)
-    ):
-        diff = (images_s - images_r).abs().max()
+    for it, (reference, suite) in enumerate(zip(reference_steps, suite_steps, strict=True)):
+        lr_r, lr_s = reference[2], suite[2]
         rows.append(
             {
-                "iteration": it,
-                "loss_reference": loss_r,
-                "loss_suite": loss_s,
-                "loss_rel_diff": abs(loss_s - loss_r) / max(abs(loss_r), 1e-12),
-                "images_max_abs_diff": float(diff),
-                "images_rel_diff": float(diff / images_r.abs().max().clamp(min=1e-12)),
+                **step_difference(it, reference, suite),
                 "lr_reference": lr_r,
                 "lr_suite": lr_s,
                 "lr_rel_diff": abs(lr_s - lr_r) / abs(lr_r),
