@@ -70,9 +70,8 @@ from bench.api import (
     dsa_augment,
     require_learning_rates,
     require_positive,
-    smallest_class,
 )
-from distillbench_methods.gm import draw_real_batches, initial_synthetic_images
+from distillbench_methods.gm import check_data, draw_real_batches, initial_synthetic_images
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -237,25 +236,11 @@ def distill(
     return loop.synthetic_set()
 
 
-def check_data(real: RealSet, ipc: int | None, config: DMConfig) -> None:
-    """Every class must hold ``batch_real`` images (the real batches are stacked per class).
-
-    Raises:
-        ConfigError: naming the smallest class's size.
-    """
-    smallest = smallest_class(real)
-    if config.batch_real > smallest:
-        raise ConfigError(
-            f"method.batch_real={config.batch_real} is more than the smallest class of "
-            f"{real.card.display_name} holds; set at most {smallest}"
-        )
-
-
 METHOD = Method(
     name="dm",
     config_class=DMConfig,
     kind=Kind.DISTILLED,
     distill=distill,
-    check_data=check_data,
+    check_data=check_data,  # DC's: every class must hold batch_real images
     description="Dataset Condensation with Distribution Matching (Zhao & Bilen, WACV 2023)",
 )
