@@ -99,6 +99,7 @@ class DSADraws:
 
     @classmethod
     def siamese(cls, seed: int) -> DSADraws:
+        """The siamese draws of the reference's ``DiffAugment(.., seed=seed)``."""
         return cls(torch.Generator(), seed)
 
     def _reseed(self) -> None:
