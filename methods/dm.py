@@ -56,7 +56,6 @@ from bench.api import (
     AfterIteration,
     ConfigError,
     DSADraws,
-    DSAParams,
     EvaluateDuring,
     Kind,
     Method,
@@ -71,7 +70,12 @@ from bench.api import (
     require_learning_rates,
     require_positive,
 )
-from distillbench_methods.gm import check_data, draw_real_batches, initial_synthetic_images
+from distillbench_methods.gm import (
+    DC_DSA,
+    check_data,
+    draw_real_batches,
+    initial_synthetic_images,
+)
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
 
@@ -108,9 +112,6 @@ class DMConfig:
         require_learning_rates(self, "method")
         check_dsa_strategy(self.dsa_strategy, "method.dsa_strategy")
 
-
-DC_DSA = DSAParams(align_corners=False)
-"""DC's ``ParamDiffAug`` with its ``DiffAugment``'s unaligned corners"""
 
 # ALGO LOGIC: distillation -----------------------------------------------------------------
 

@@ -26,6 +26,12 @@ run exactly); the matching loss is back-propagated class by class into the synth
 (the gradient of the sum is the sum of the gradients) instead of keeping all ten classes'
 double-backward graphs alive at once.
 
+DSA (Zhao & Bilen, "Dataset Condensation with Differentiable Siamese Augmentation", ICML 2021;
+``main.py --method DSA``) is the same loop with ``DSAConfig``: class c's real and synthetic batch
+augmented with one shared transform (DC's ``DiffAugment`` in its siamese mode, a seed per class
+drawn from the iteration's stream where the reference reads the clock), every inner-loop
+mini-batch augmented with per-call draws, and real initial images; registered as ``dsa``.
+
 Checked side by side with the reference's own functions (``scripts/reference_check/gm.py``,
 ``leaderboards/fidelity.md``): the synthetic images are bit-identical over 20 outer iterations
 at ipc 1 and 2 at ipc 10. The long-run speed setting (``compile``: compiled real gradients, used
@@ -47,6 +53,8 @@ from bench.api import (
     SPEED_ONLY,
     AfterIteration,
     ConfigError,
+    DSADraws,
+    DSAParams,
     EvaluateDuring,
     Kind,
     Method,
@@ -56,6 +64,8 @@ from bench.api import (
     Stream,
     SyntheticSet,
     build_network,
+    check_dsa_strategy,
+    dsa_augment,
     require_learning_rates,
     require_positive,
     smallest_class,
@@ -120,6 +130,37 @@ class GMConfig:
                 "method.channels_last and method.compile apply to per_class matching only; "
                 "drop them or set method.matching=per_class"
             )
+
+
+@dataclass(frozen=True)
+class DSAConfig(GMConfig):
+    """DSA (Zhao & Bilen, ICML 2021): DC's gradient matching with differentiable siamese
+    augmentation, reference ``main.py --method DSA --init real --dsa_strategy ...`` at 53f63a6.
+    Each class's real and synthetic batch get one shared transform (DC's ``DiffAugment`` in its
+    siamese mode, one seed per class), and every mini-batch of the inner loop is augmented too
+    (its per-call mode, ``epoch(.., aug=True)``); the rest is DC's."""
+
+    init: Literal["noise", "real"] = "real"
+    """the README's command (``--init real``)"""
+    dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
+    """DSA parts joined by ``"_"``; the README: ``color_crop_cutout_scale_rotate`` for the digit
+    datasets (MNIST, SVHN), this one (with flip) for FashionMNIST and CIFAR"""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_dsa_strategy(self.dsa_strategy, "method.dsa_strategy")
+        if self.matching == "batched":
+            raise ConfigError("method.matching=batched does not augment: DSA needs per_class")
+
+
+DC_DSA = DSAParams(align_corners=False)
+"""DC's ``ParamDiffAug`` with its ``DiffAugment``'s unaligned corners (DSA's and DM's)"""
+
+
+def dsa_strategy(config: GMConfig) -> str | None:
+    """The DSA strategy of ``config`` (a ``DSAConfig``), None for DC's."""
+    strategy = getattr(config, "dsa_strategy", None)
+    return None if strategy in (None, "", "none", "None") else strategy
 
 
 _REFERENCE_LOOPS = {1: (1, 1), 10: (10, 50), 20: (20, 25), 30: (30, 20), 40: (40, 15), 50: (50, 10)}
@@ -289,10 +330,13 @@ def matching_step(
     real_batches: torch.Tensor,
     config: GMConfig,
     real_gradients: RealGradients | None = None,
+    dsa_seeds: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One evaluation of DC's matching loss, summed over classes, and its gradient with respect
     to the synthetic images, as ``config`` says to compute it (``matching``,
-    ``channels_last``, ``compile`` through ``real_gradients``, ``precision``).
+    ``channels_last``, ``compile`` through ``real_gradients``, ``precision``; for a
+    ``DSAConfig``, class ``c``'s real and synthetic batch augmented with one siamese transform
+    from ``dsa_seeds[c]``).
 
     Args:
         net: the network whose gradients are matched (its current parameters); for
@@ -302,10 +346,12 @@ def matching_step(
         real_batches: one real batch per class ``[K, B, C, H, W]``.
         config: DC hyper-parameters.
         real_gradients: how the real side's gradients are computed (default: eager).
+        dsa_seeds: one DSA seed per class (``DSAConfig`` only).
 
     Returns:
         (loss, a scalar float32 tensor; its gradient ``[K * ipc, C, H, W]``).
     """
+    strategy = dsa_strategy(config)
     autocast = torch.autocast(
         images.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"
     )
@@ -318,6 +364,9 @@ def matching_step(
     total = synthetic.new_zeros(())
     for c in range(real_batches.shape[0]):
         x_real, x_syn = real_batches[c], synthetic[c * ipc : (c + 1) * ipc]
+        if strategy is not None:
+            x_real = dsa_augment(x_real, DSADraws.siamese(dsa_seeds[c]), strategy, DC_DSA)
+            x_syn = dsa_augment(x_syn, DSADraws.siamese(dsa_seeds[c]), strategy, DC_DSA)
         if config.channels_last:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
             x_syn = x_syn.contiguous(memory_format=torch.channels_last)
@@ -376,6 +425,12 @@ def draw_real_batches(
     )
 
 
+def draw_dsa_seeds(classes: int, generator: torch.Generator) -> list[int]:
+    """One DSA seed per class, integers in ``[0, 100000)`` as the reference's
+    ``int(time.time() * 1000) % 100000``, drawn from ``generator``."""
+    return [int(torch.randint(100000, (1,), generator=generator)) for _ in range(classes)]
+
+
 def distill(
     real: RealSet,
     ipc: int,
@@ -419,6 +474,7 @@ def distill(
     labels_dev = labels.to(device)
 
     real_gradients = RealGradients(compiled=config.compile)
+    strategy = dsa_strategy(config)
     images = initial_synthetic_images(real_by_class, ipc, config, seed).to(device)
     images.requires_grad_(True)
     optimizer_img = torch.optim.SGD([images], lr=config.lr_img, momentum=config.momentum_img)
@@ -433,7 +489,7 @@ def distill(
         synthetic_set=lambda: SyntheticSet(
             images=images.detach().cpu().clone(),
             labels=labels.clone(),
-            method="gm",
+            method="gm" if strategy is None else "dsa",
             dataset=card.name,
             ipc=ipc,
             seed=seed,
@@ -463,8 +519,11 @@ def distill(
         for ol in range(outer_loop):
             # --- update the synthetic set: match per-class gradients ---
             real_batches = draw_real_batches(real_by_class, config.batch_real, generator)
+            # DSA: one seed per class for its siamese transform (the reference's clock-driven
+            # int(time.time() * 1000) % 100000); none drawn for DC, whose stream is unchanged
+            seeds = None if strategy is None else draw_dsa_seeds(len(classes), generator)
             loss, images.grad = matching_step(
-                net, images, ipc, real_batches, config, real_gradients
+                net, images, ipc, real_batches, config, real_gradients, seeds
             )
             step_loss = loss.item()
             loop.check_finite(
@@ -477,13 +536,17 @@ def distill(
             loss_sum += step_loss
             if ol == outer_loop - 1:
                 break
-            # --- inner loop: train the network on the synthetic set (no augmentation) ---
+            # --- inner loop: train the network on the synthetic set (DC: no augmentation;
+            # DSA: every mini-batch, per-call draws, as the reference's epoch(.., aug=True)) ---
             train_images, train_labels = images.detach().clone(), labels_dev
             for _ in range(inner_loop):
                 order = torch.randperm(len(train_labels), generator=generator).to(device)
                 for b in range(0, len(order), config.batch_train):
                     batch = order[b : b + config.batch_train]
-                    loss = F.cross_entropy(net(train_images[batch]), train_labels[batch])
+                    x = train_images[batch]
+                    if strategy is not None:
+                        x = dsa_augment(x, generator, strategy, DC_DSA)
+                    loss = F.cross_entropy(net(x), train_labels[batch])
                     optimizer_net.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer_net.step()
@@ -504,6 +567,15 @@ def check_data(real: RealSet, ipc: int | None, config: GMConfig) -> None:
             f"{real.card.display_name} holds; set at most {smallest}"
         )
 
+
+DSA = Method(
+    name="dsa",
+    config_class=DSAConfig,
+    kind=Kind.DISTILLED,
+    distill=distill,
+    check_data=check_data,
+    description="Dataset Condensation with differentiable siamese augmentation (ICML 2021)",
+)
 
 METHOD = Method(
     name="gm",
