@@ -129,6 +129,40 @@ def step_difference(iteration: int, reference: tuple, suite: tuple) -> dict[str,
     }
 
 
+ONE_IMAGE_SHIM = (
+    "a siamese batch of one image (ipc 1) goes into the reference's DiffAugment twice and the "
+    "first comes back: its x[:] = x[0] on one image is refused by PyTorch 2 (overlapping "
+    "memory; the reference pinned PyTorch 1.2); the transform is shared, so the result is the same"
+)
+RESHAPE_SHIM = (
+    "the reference ConvNet's view before the classifier replaced by reshape: one-channel images "
+    "whose DSA crop left channels-last strides carry them through the convolutions on PyTorch 2, "
+    "and view fails (the same values)"
+)
+
+
+def dc_siamese(utils: types.ModuleType, images, strategy: str, seed: int):
+    """The DC reference's ``utils.DiffAugment(images, strategy, seed=seed)`` (siamese mode),
+    with ``ONE_IMAGE_SHIM`` for a batch of one image."""
+    if len(images) > 1:
+        return utils.DiffAugment(images, strategy, seed=seed, param=utils.ParamDiffAug())
+    twice = images.repeat(2, *([1] * (images.dim() - 1)))
+    return utils.DiffAugment(twice, strategy, seed=seed, param=utils.ParamDiffAug())[:1]
+
+
+def reshaping(convnet):
+    """The DC reference's ConvNet with ``RESHAPE_SHIM``: ``forward`` and ``embed`` flatten the
+    features with ``reshape`` (the module and its parameters are the same object)."""
+
+    def embed(x):
+        out = convnet.features(x)
+        return out.reshape(out.size(0), -1)
+
+    convnet.embed = embed
+    convnet.forward = lambda x: convnet.classifier(embed(x))
+    return convnet
+
+
 def check_parser(doc: str) -> argparse.ArgumentParser:
     """The command line every check shares (its description the first paragraph of ``doc``):
     ``--reference`` (a checkout of the reference at its pinned commit), ``--seed``,

@@ -25,47 +25,25 @@ import torch
 
 from bench.api import build_network, load_card, load_real, pick_device, write_record
 from bench.reports.fidelity import (
+    ONE_IMAGE_SHIM,
+    RESHAPE_SHIM,
     check_parser,
+    dc_siamese,
     import_reference,
+    reshaping,
     step_difference,
     write_table,
 )
 from distillbench_methods import dm, gm
 
 REFERENCE = "VICO-UoE/DatasetCondensation@53f63a6"
-EMBED_SHIM = (
-    "the ConvNet's embed re-stated with reshape for view: on one-channel images whose DSA crop "
-    "left channels-last strides, PyTorch 2 carries them through the convolutions and view "
-    "fails (the same values)"
-)
-ONE_IMAGE_SHIM = (
-    "a synthetic batch of one image (ipc 1) goes into the reference's siamese DiffAugment twice "
-    "and the first comes back: its x[:] = x[0] on one image is refused by PyTorch 2 "
-    "(overlapping memory; the reference ran on PyTorch 1.x); the transform is shared, so the "
-    "result is the same"
-)
 SHIMS = [
     "main_DM.py's update loop re-stated as a driver (networks and real batches from the suite's "
     "seeds; weights copied into the reference's get_network ConvNet)",
     "each class's DSA seed drawn from the suite's stream instead of the clock",
     ONE_IMAGE_SHIM,
-    EMBED_SHIM,
+    RESHAPE_SHIM,
 ]
-
-
-def embed(net, x):
-    """The reference ConvNet's ``embed`` with ``reshape`` for its ``view`` (EMBED_SHIM)."""
-    out = net.features(x)
-    return out.reshape(out.size(0), -1)
-
-
-def siamese_on_one(ref, images, strategy, seed):
-    """The reference's siamese ``DiffAugment``; a batch of one image goes in twice and the first
-    comes back (ONE_IMAGE_SHIM)."""
-    if len(images) > 1:
-        return ref.utils.DiffAugment(images, strategy, seed=seed, param=ref.utils.ParamDiffAug())
-    twice = torch.cat([images, images])
-    return ref.utils.DiffAugment(twice, strategy, seed=seed, param=ref.utils.ParamDiffAug())[:1]
 
 
 def reference_distill(ref, real_by_class, images, ipc, config, seed, iterations):
@@ -80,7 +58,7 @@ def reference_distill(ref, real_by_class, images, ipc, config, seed, iterations)
         weights = build_network(
             config.model, channel, classes, size, dm.STREAMS.seed(seed, "network", it)
         ).state_dict()
-        net = ref.utils.get_network(config.model, channel, classes, size)
+        net = reshaping(ref.utils.get_network(config.model, channel, classes, size))
         names = list(net.state_dict())
         net.load_state_dict(dict(zip(names, weights.values(), strict=True)))
         net.train()
@@ -92,12 +70,10 @@ def reference_distill(ref, real_by_class, images, ipc, config, seed, iterations)
             img_real = real_batches[c]
             img_syn = image_syn[c * ipc : (c + 1) * ipc].reshape((ipc, channel, *size))
             dsa_seed = int(torch.randint(100000, (1,), generator=generator))
-            img_real = ref.utils.DiffAugment(
-                img_real, config.dsa_strategy, seed=dsa_seed, param=ref.utils.ParamDiffAug()
-            )
-            img_syn = siamese_on_one(ref, img_syn, config.dsa_strategy, dsa_seed)
-            output_real = embed(net, img_real).detach()
-            output_syn = embed(net, img_syn)
+            img_real = dc_siamese(ref.utils, img_real, config.dsa_strategy, dsa_seed)
+            img_syn = dc_siamese(ref.utils, img_syn, config.dsa_strategy, dsa_seed)
+            output_real = net.embed(img_real).detach()
+            output_syn = net.embed(img_syn)
             loss += torch.sum((torch.mean(output_real, dim=0) - torch.mean(output_syn, dim=0)) ** 2)
         optimizer_img.zero_grad()
         loss.backward()
