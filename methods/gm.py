@@ -491,7 +491,7 @@ def distill(
         synthetic_set=lambda: SyntheticSet(
             images=images.detach().cpu().clone(),
             labels=labels.clone(),
-            method="gm" if strategy is None else "dsa",
+            method="dsa" if isinstance(config, DSAConfig) else "gm",
             dataset=card.name,
             ipc=ipc,
             seed=seed,
