@@ -55,7 +55,6 @@ from bench.api import (
     NETWORKS,
     AfterIteration,
     ConfigError,
-    DSADraws,
     EvaluateDuring,
     Kind,
     Method,
@@ -66,15 +65,15 @@ from bench.api import (
     SyntheticSet,
     build_network,
     check_dsa_strategy,
-    dsa_augment,
     require_learning_rates,
     require_positive,
 )
 from distillbench_methods.gm import (
-    DC_DSA,
     check_data,
+    draw_dsa_seeds,
     draw_real_batches,
     initial_synthetic_images,
+    siamese_pair,
 )
 
 # ALGO LOGIC: configuration ----------------------------------------------------------------
@@ -142,13 +141,13 @@ def mean_embedding_loss(
     Returns:
         the scalar loss, differentiable in ``images``.
     """
+    augment = strategy not in ("", "none", "None")
+    seeds = draw_dsa_seeds(len(real_batches), generator) if augment else None
     loss = torch.zeros((), device=images.device)
     for c, real in enumerate(real_batches):
         synthetic = images[c * ipc : (c + 1) * ipc]
-        if strategy not in ("", "none", "None"):
-            seed = int(torch.randint(100000, (1,), generator=generator))
-            real = dsa_augment(real, DSADraws.siamese(seed), strategy, DC_DSA)
-            synthetic = dsa_augment(synthetic, DSADraws.siamese(seed), strategy, DC_DSA)
+        if augment:
+            real, synthetic = siamese_pair(real, synthetic, seeds[c], strategy)
         real_mean = net.embed(real).detach().mean(dim=0)
         loss = loss + ((real_mean - net.embed(synthetic).mean(dim=0)) ** 2).sum()
     return loss

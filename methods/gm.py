@@ -159,6 +159,17 @@ DC_DSA = DSAParams(align_corners=False)
 """DC's ``ParamDiffAug`` with its ``DiffAugment``'s unaligned corners (DSA's and DM's)"""
 
 
+def siamese_pair(
+    real: torch.Tensor, synthetic: torch.Tensor, seed: int, strategy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One class's real ``[B, C, H, W]`` and synthetic ``[ipc, C, H, W]`` batch augmented with
+    one shared transform: DC's ``DiffAugment(.., seed=seed)`` on each (siamese mode, DC_DSA)."""
+    return (
+        dsa_augment(real, DSADraws.siamese(seed), strategy, DC_DSA),
+        dsa_augment(synthetic, DSADraws.siamese(seed), strategy, DC_DSA),
+    )
+
+
 def dsa_strategy(config: GMConfig) -> str | None:
     """The DSA strategy of ``config`` (a ``DSAConfig``), None for DC's."""
     strategy = getattr(config, "dsa_strategy", None)
@@ -367,8 +378,7 @@ def matching_step(
     for c in range(real_batches.shape[0]):
         x_real, x_syn = real_batches[c], synthetic[c * ipc : (c + 1) * ipc]
         if strategy is not None:
-            x_real = dsa_augment(x_real, DSADraws.siamese(dsa_seeds[c]), strategy, DC_DSA)
-            x_syn = dsa_augment(x_syn, DSADraws.siamese(dsa_seeds[c]), strategy, DC_DSA)
+            x_real, x_syn = siamese_pair(x_real, x_syn, dsa_seeds[c], strategy)
         if config.channels_last:
             x_real = x_real.contiguous(memory_format=torch.channels_last)
             x_syn = x_syn.contiguous(memory_format=torch.channels_last)
