@@ -13,7 +13,8 @@ preprocessing and augmentation: ``Preprocessing``, ``PREPROCESSING``, ``prepare_
 Networks and the shared evaluation: ``NETWORKS``, ``build_network`` (ConvNet-3 and the rest),
 ``EvalProtocol``, ``train_on_synthetic``, ``train_many``, ``test_accuracy``, ``test_batch``,
 ``predictions``, ``SyntheticStream``, ``training_batches``, ``channels_last_copy``.
-Config: ``SPEED_ONLY`` (field metadata), ``require_positive``, ``require_in_range``,
+Config: ``SPEED_ONLY`` and ``HASHED_IF_CHANGED`` (field metadata: a field added later keeps
+earlier designs' hashes), ``require_positive``, ``require_in_range``,
 ``require_learning_rates``, ``speed_only_fields``, ``as_flat_dict``; a command's options from
 a config dataclass: ``add_config_arguments``, ``config_from_arguments``. Seeds: ``SeedStreams`` of
 named ``Stream``s (checked against the runner's), ``derive_seed``.
@@ -23,6 +24,7 @@ provenance, atomic files, tracking, benchmark records, and their options as type
 """
 
 from bench.core.config import (
+    HASHED_IF_CHANGED,
     SPEED_ONLY,
     add_config_arguments,
     as_flat_dict,
@@ -82,6 +84,7 @@ from bench.speed.benchmark import SpeedOutput, gemm_rates_gflops, peak_memory_mb
 
 __all__ = [
     "GENERATOR_PREFIX",
+    "HASHED_IF_CHANGED",
     "NETWORKS",
     "PREPROCESSING",
     "SPEED_ONLY",

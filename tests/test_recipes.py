@@ -4,7 +4,14 @@ import pytest
 
 from bench.cli import main
 from bench.core.errors import ConfigError
-from bench.spec.recipes import RECIPES_DIR, Recipe, load_recipe, recipe_names, resolve
+from bench.spec.recipes import (
+    RECIPES_DIR,
+    Recipe,
+    load_recipe,
+    protocol_hash,
+    recipe_names,
+    resolve,
+)
 
 
 def test_every_recipe_validates(capsys):
@@ -184,3 +191,38 @@ def test_a_verdict_off_the_protocol_names_every_reason():
     ]
     judged = verdict([[30.0, 31.0]], Published(28.3, 0.7, 100, "x", 5, 20), 1.0, 0.05, reasons)
     assert judged.verdict == f"not comparable ({'; '.join(reasons)})"
+
+
+def test_a_field_added_later_keeps_the_recorded_designs_hashes():
+    # efb0c29617d4 is the protocol hash gm-mnist-ipc1's paper sets 0-1 were recorded with
+    # (leaderboards/runs/2f3942982a0d4ace9200660dccc7a306.json), before eval.dsa_align_corners
+    config = resolve(load_recipe("gm-mnist-ipc1"), "paper", 0)
+    assert config.protocol_hash() == "efb0c29617d4"
+    recorded = config.as_dict()
+    del recorded["eval"]["dsa_align_corners"]  # a config.json written before the field
+    assert protocol_hash(recorded) == config.protocol_hash()
+    unaligned = {"eval": {"dsa_align_corners": "false"}}
+    changed = resolve(load_recipe("gm-mnist-ipc1"), "paper", 0, unaligned)
+    assert changed.protocol_hash() != config.protocol_hash()
+    assert changed.config_hash() != config.config_hash()
+    assert changed.off_protocol() == ["overrides: eval.dsa_align_corners=false"]
+
+
+def test_dsa_and_dm_recipes_follow_the_reference_readme():
+    members = load_recipe("dc-table1").members
+    for dataset in ("mnist", "fashionmnist", "svhn", "cifar10"):
+        # readme.md: no flip for the digit datasets
+        flip = "" if dataset in ("mnist", "svhn") else "flip_"
+        strategy = f"color_crop_cutout_{flip}scale_rotate"
+        for method, evaluations in (("dsa", 20), ("dm", 5)):
+            for ipc in (1, 10, 50):
+                name = f"{method}-{dataset}-ipc{ipc}"
+                assert name in members
+                config = resolve(load_recipe(name), "paper", 0)
+                assert config.method_config.dsa_strategy == config.eval.dsa_strategy == strategy
+                assert config.method_config.init == "real"
+                assert config.eval.augmentation == "dsa" and config.eval.epochs == 1000
+                assert not config.eval.dsa_align_corners  # DC's DiffAugment
+                assert (config.eval.num_exp, config.eval.num_eval) == (5, evaluations)
+    assert resolve(load_recipe("dm-mnist-ipc1"), "paper", 0).method_config.iterations == 20000
+    assert resolve(load_recipe("dsa-mnist-ipc1"), "paper", 0).method_config.iterations == 1000

@@ -32,6 +32,19 @@ SPEED_ONLY = {"speed_only": True}
 overriding them does not take a run off the paper's protocol (``RunConfig.off_protocol``)"""
 
 
+HASHED_IF_CHANGED = {"hashed_if_changed": True}
+"""field metadata of config fields added after runs were recorded: at its default such a field is
+left out of the config and protocol hashes, so the designs recorded before it keep their hashes
+(and the ledger keeps pooling their sets with new ones)"""
+
+
+def unhashed_defaults(config: Any) -> dict[str, Any]:
+    """Defaults of the fields of config dataclass ``config`` marked ``HASHED_IF_CHANGED``."""
+    return {
+        f.name: f.default for f in dataclasses.fields(config) if f.metadata.get("hashed_if_changed")
+    }
+
+
 def speed_only_fields(config: Any) -> set[str]:
     """Names of the fields of a config dataclass (class or instance) marked ``SPEED_ONLY``."""
     return {f.name for f in dataclasses.fields(config) if f.metadata.get("speed_only")}

@@ -30,7 +30,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.core.config import SPEED_ONLY, require_in_range, require_learning_rates, require_positive
+from bench.core.config import (
+    HASHED_IF_CHANGED,
+    SPEED_ONLY,
+    require_in_range,
+    require_learning_rates,
+    require_positive,
+)
 from bench.core.errors import ConfigError, ShapeError
 from bench.core.seeds import derive_seed
 from bench.data.augment import dc_augment
@@ -86,6 +92,10 @@ class EvalProtocol:
     dsa_strategy: str = "color_crop_cutout_flip_scale_rotate"
     """DSA augmentation: parts joined by ``"_"``, one drawn per mini-batch (MTT's evaluation
     strategy)"""
+    dsa_align_corners: bool = field(default=True, metadata=HASHED_IF_CHANGED)
+    """DSA's scale and rotate sample with corners aligned, as MTT's ``DiffAugment`` does; False: as
+    DC's (VICO-UoE/DatasetCondensation@53f63a6 ``utils.py``), which DSA and DM evaluate with. The
+    same maps, other float rounding (about 1e-6 per pixel)"""
     batch_test: int | None = field(default=None, metadata=SPEED_ONLY)
     """test images per forward pass; None: ``test_batch`` picks per device (speed only)"""
     stream: bool = False

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 
 from bench.data.augment import dc_augment
-from bench.data.dsa import dsa_augment
+from bench.data.dsa import DSAParams, dsa_augment
 
 
 def training_batches(
@@ -37,7 +37,8 @@ def training_batches(
         if protocol.augmentation == "dc":
             x = dc_augment(x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate)
         elif protocol.augmentation == "dsa":
-            x = dsa_augment(x, generator, protocol.dsa_strategy)
+            corners = DSAParams(align_corners=protocol.dsa_align_corners)
+            x = dsa_augment(x, generator, protocol.dsa_strategy, corners)
         yield x, labels[batch]
 
 

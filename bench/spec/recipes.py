@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.config import BUDGETS, apply_overrides, speed_only_fields
+from bench.core.config import BUDGETS, apply_overrides, speed_only_fields, unhashed_defaults
 from bench.core.errors import ConfigError
 from bench.core.paths import RECIPES_DIR as RECIPES_DIR  # re-exported for older callers
 from bench.core.paths import find_toml, recipe_dirs, toml_files
@@ -259,11 +259,29 @@ class RunConfig:
 
     def config_hash(self) -> str:
         """Short hash of the resolved config (same config -> same hash)."""
-        return _short_hash(self.as_dict())
+        return _short_hash(_hashed(self.as_dict()))
 
     def protocol_hash(self) -> str:
         """``protocol_hash`` of this config: what makes two runs' set ``i`` the same set."""
         return protocol_hash(self.as_dict())
+
+
+def _hashed(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config without the ``HASHED_IF_CHANGED`` fields that are at their defaults (or
+    absent: recorded before the field existed)."""
+    from bench.evaluation.evaluate import EvalProtocol
+    from bench.spec.method import load_method
+
+    kept = dict(config)
+    for section, cls in (
+        ("method_config", load_method(config["method"]).config_class),
+        ("eval", EvalProtocol),
+    ):
+        defaults = unhashed_defaults(cls)
+        kept[section] = {
+            k: v for k, v in config[section].items() if k not in defaults or v != defaults[k]
+        }
+    return kept
 
 
 def _short_hash(content: dict[str, Any]) -> str:
@@ -288,9 +306,9 @@ def protocol_hash(config: dict[str, Any]) -> str:
         "eval": speed_only_fields(EvalProtocol),
     }
     section_of = {"method": "method_config", "eval": "eval"}
-    kept = {k: v for k, v in config.items() if k != "seed"}
+    kept = {k: v for k, v in _hashed(config).items() if k != "seed"}
     for section, names in speed.items():
-        kept[section] = {k: v for k, v in config[section].items() if k not in names}
+        kept[section] = {k: v for k, v in kept[section].items() if k not in names}
     kept["overrides"] = [
         o
         for o in config["overrides"]
