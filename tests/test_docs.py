@@ -137,6 +137,16 @@ R, KEPT, PAPER = (
 )
 
 
+KEPT_SIDE = "reference, freed memory kept"
+DC_FAMILY_SIDES = ("reference", KEPT_SIDE, "/work/main", "/work/main paper settings")
+"""the sides of scripts/reference_side_by_side.py --method dsa|dm, docs/speed.md's columns"""
+
+
+def _set_ratio(side: str, over: str) -> Fig:
+    """One paper set's extrapolated time on ``side`` over that on ``over``."""
+    return Fig(f"medians > {side} > paper_set_s", ".2f", over=f"medians > {over} > paper_set_s")
+
+
 def _side_by_side(suite: str) -> tuple[Fig, ...]:
     return tuple(
         Fig(f"medians > {suite} > {key}")
@@ -178,12 +188,16 @@ def _gtn_row(first: int) -> tuple[Fig, ...]:
 QUOTES = [
     Quote(
         "README.md",
-        "{}–{} s per outer iteration for ipc 1, {}–{} s per training epoch on 10 "
-        "images and {}–{} s per test pass ({} s for SVHN's",
+        "{}–{} s per outer iteration for DC at ipc 1 and {}–{} s for DSA, {} s per DM update "
+        "(of 20,000: on a CPU a DM set costs several DC sets at ipc 1), {}–{} s per training "
+        "epoch on 10 images and {}–{} s per test pass ({} s for SVHN's",
         "plan-rates.json",
         (
             Fig(PLAN + "gm-* > per_iteration", agg="min"),
             Fig(PLAN + "gm-* > per_iteration", agg="max"),
+            Fig(PLAN + "dsa-* > per_iteration", agg="min"),
+            Fig(PLAN + "dsa-* > per_iteration", agg="max"),
+            Fig(PLAN + "dm-* > per_iteration"),
             Fig(PLAN + "*-ipc1 > per_epoch", ".3f", agg="min"),
             Fig(PLAN + "*-ipc1 > per_epoch", ".3f", agg="max"),
             Fig(PLAN + TEST_PASS + " > network_fixed", agg="min"),
@@ -240,6 +254,44 @@ QUOTES = [
         "| this suite now (854ebb5) | {} | {} s | {} s",
         REF + "854ebb582e98.json",
         _side_by_side("/tmp/wt"),
+    ),
+    *(
+        Quote(
+            SPEED,
+            f"| {label} | {{}} | {{}} | {{}} | {{}} |",
+            REF + f"{method}-467c12563583.json",
+            tuple(Fig(f"medians > {side} > {key}", fmt, scale) for side in DC_FAMILY_SIDES),
+        )
+        for method, label, key, fmt, scale in (
+            ("dsa", "DSA: s per outer iteration", "seconds_per_outer_iteration", ".1f", 1.0),
+            ("dsa", "DSA: one paper set, h", "paper_set_s", ".1f", H),
+            ("dm", "DM: s per update", "seconds_per_outer_iteration", ".2f", 1.0),
+            ("dm", "DM: one paper set, h", "paper_set_s", ".1f", H),
+        )
+    ),
+    Quote(
+        SPEED,
+        "the suite takes {} of its time per DSA set",
+        REF + "dsa-467c12563583.json",
+        (_set_ratio("/work/main", "reference"),),
+    ),
+    Quote(
+        SPEED,
+        "and {} of it per DM set ({} with a paper run's settings)",
+        REF + "dm-467c12563583.json",
+        tuple(_set_ratio(side, "reference") for side in DC_FAMILY_SIDES[2:]),
+    ),
+    Quote(
+        SPEED,
+        "the two are level (DSA {},",
+        REF + "dsa-467c12563583.json",
+        (_set_ratio("/work/main", KEPT_SIDE),),
+    ),
+    Quote(
+        SPEED,
+        "DM {} and {})",
+        REF + "dm-467c12563583.json",
+        tuple(_set_ratio(side, KEPT_SIDE) for side in DC_FAMILY_SIDES[2:]),
     ),
     Quote(
         SPEED,
