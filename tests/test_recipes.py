@@ -224,5 +224,7 @@ def test_dsa_and_dm_recipes_follow_the_reference_readme():
                 assert config.eval.augmentation == "dsa" and config.eval.epochs == 1000
                 assert not config.eval.dsa_align_corners  # DC's DiffAugment
                 assert (config.eval.num_exp, config.eval.num_eval) == (5, evaluations)
+                smoke = resolve(load_recipe(name), "smoke", 0)  # its budgets build valid configs
+                assert smoke.method_config.iterations < config.method_config.iterations
     assert resolve(load_recipe("dm-mnist-ipc1"), "paper", 0).method_config.iterations == 20000
     assert resolve(load_recipe("dsa-mnist-ipc1"), "paper", 0).method_config.iterations == 1000

@@ -312,8 +312,8 @@ def render_table(rows: list[list[str]], headers: tuple[str, ...], fmt: str) -> s
 
 def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Path | None:
     """Scatter of reproduced (y) against published (x) accuracy with error bars (±1 std), one
-    panel per method, one colour per dataset, one marker per budget; ``None`` if no row has
-    both numbers."""
+    panel per method in the table's row order, one colour per dataset, one marker per budget;
+    ``None`` if no row has both numbers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,7 +322,9 @@ def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Pat
     points = [r for r in rows if r.run is not None and r.recipe.published is not None]
     if not points:
         return None
-    methods = sorted({r.recipe.method for r in points})
+    # panels in the table's row order (coresets, methods, whole dataset), then by name
+    row = {r.recipe.method: r.recipe.leaderboard_row for r in points}
+    methods = sorted(row, key=lambda m: (row[m], m))
     datasets = sorted({r.run.dataset_name for r in points})
     colours = dict(zip(datasets, plt.cm.tab10.colors, strict=False))
     markers = {"paper": "o", "reduced": "s", "smoke": "^"}
