@@ -27,7 +27,8 @@ def training_batches(
     """One pass over a training set (images ``[N, C, H, W]``, labels ``[N]``, on ``device``):
     ``(x [b, C, H, W], y [b])`` mini-batches of ``protocol.batch_train`` in a random order, with
     DC augmentation when ``protocol.augmentation == "dc"`` and DSA (``protocol.dsa_strategy``,
-    ``bench/dsa.py``) when it is ``"dsa"``; the order and every augmentation come from
+    ``bench/dsa.py``; corners aligned unless ``protocol.dsa_align_corners`` is False) when it is
+    ``"dsa"``; the order and every augmentation come from
     ``generator``, so a network's draws are the same whether it trains alone or stacked with
     others (``bench/batched.py``)."""
     order = torch.randperm(len(labels), generator=generator).to(device)
@@ -37,7 +38,9 @@ def training_batches(
         if protocol.augmentation == "dc":
             x = dc_augment(x, generator, protocol.aug_crop, protocol.aug_scale, protocol.aug_rotate)
         elif protocol.augmentation == "dsa":
-            corners = DSAParams(align_corners=protocol.dsa_align_corners)
+            # an EvalProtocol says how DSA resamples; other callers (MTT's expert training) get
+            # MTT's aligned corners
+            corners = DSAParams(align_corners=getattr(protocol, "dsa_align_corners", True))
             x = dsa_augment(x, generator, protocol.dsa_strategy, corners)
         yield x, labels[batch]
 
