@@ -130,21 +130,20 @@ PLAN = "AMD EPYC > "
 TEST_PASS = "gm-mnist-ipc1|gm-fashionmnist-ipc1|gm-cifar10-ipc1|random-cifar10-*"
 REF = "reference-side-by-side-"
 SPEED, RECIPES, GTN = "docs/speed.md", "docs/recipes-and-budgets.md", "docs/methods/gtn.md"
-R, KEPT, PAPER = (
-    "medians > reference > ",
-    "medians > reference, freed memory kept > ",
-    "paper_set_s",
+DC_FAMILY_SIDES = (
+    "reference",
+    "reference, freed memory kept",
+    "/work/main",
+    "/work/main paper settings",
 )
-
-
-KEPT_SIDE = "reference, freed memory kept"
-DC_FAMILY_SIDES = ("reference", KEPT_SIDE, "/work/main", "/work/main paper settings")
-"""the sides of scripts/reference_side_by_side.py --method dsa|dm, docs/speed.md's columns"""
+"""the sides of scripts/reference_side_by_side.py (run from /work/main), docs/speed.md's columns"""
+KEPT_SIDE = DC_FAMILY_SIDES[1]
+R, KEPT, PAPER = (*(f"medians > {side} > " for side in DC_FAMILY_SIDES[:2]), "paper_set_s")
 
 
 def _set_ratio(side: str, over: str) -> Fig:
     """One paper set's extrapolated time on ``side`` over that on ``over``."""
-    return Fig(f"medians > {side} > paper_set_s", ".2f", over=f"medians > {over} > paper_set_s")
+    return Fig(f"medians > {side} > {PAPER}", ".2f", over=f"medians > {over} > {PAPER}")
 
 
 def _side_by_side(suite: str) -> tuple[Fig, ...]:
