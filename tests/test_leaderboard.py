@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from bench.core.paths import LEADERBOARDS_DIR
 from bench.reports.leaderboard import (
     HEADERS,
     MISSING,
+    Row,
     holm,
     render_table,
     write_leaderboards,
 )
+from bench.reports.plots import cell_panels, short_name
 from bench.run.tracking import Tracker
 from bench.spec.recipes import load_recipe
 
@@ -53,6 +56,7 @@ def store(tmp_path):
             tracker, "gm-cifar10-ipc1", 25.5, 0.5, 3, dataset_name="CIFAR-10 (JPEG copy)"
         ),
         "failed": log_reproduction(tracker, "gm-svhn-ipc1", 31.2, 1.4, 3, status="FAILED"),
+        "random": log_reproduction(tracker, "random-mnist-ipc1", 58.4, 1.8, 3),
     }
     return tracker, ids
 
@@ -94,11 +98,35 @@ def test_table_shows_measured_runs_and_dashes_never_published_numbers(store, tmp
                 assert not row[HEADERS.index("reproduced (%)")].startswith(f"{published.mean:.2f}")
     assert ids["failed"] not in (out / "dc-table1.md").read_text()
     assert (out / "dc-table1.png").is_file()
+    # MNIST ipc 1 has two measured methods (DC, random): its cell is pictured side by side
+    assert (out / "dc-table1-cells.png").is_file()
+    assert "![per cell](dc-table1-cells.png)" in (out / "dc-table1.md").read_text()
     record = json.loads((out / "runs" / f"{ids['new']}.json").read_text())
     assert record["tags"]["git_commit"] == "abc123" and record["metrics"]["eval/ConvNet/n"] == 3
     # ingest puts every finished run in the ledger; the older one is not pooled (no sets)
     assert (out / "runs" / f"{ids['old']}.json").exists()
     assert not (out / "runs" / f"{ids['failed']}.json").exists()
+
+
+def test_cell_panels_put_a_cells_recipes_side_by_side_with_the_whole_dataset():
+    run = SimpleNamespace(budget="smoke", dataset_name="MNIST")
+    measured = ["gm-mnist-ipc1", "random-mnist-ipc1", "whole-mnist", "gm-mnist-ipc10"]
+    rows = [Row(load_recipe(name), (run,)) for name in [*measured, "dm-cifar10-ipc1"]]
+    rows += [Row(load_recipe("herding-mnist-ipc1")), Row(load_recipe("gm-cifar10-ipc1"))]
+    panels = cell_panels(rows)
+    # CIFAR-10 ipc 1 has one measured method (DM): no panel; whole-mnist joins both MNIST cells
+    assert list(panels) == [("mnist", 1), ("mnist", 10)]
+    assert [r.recipe.name for r in panels[("mnist", 1)]] == [
+        "gm-mnist-ipc1",
+        "random-mnist-ipc1",
+        "herding-mnist-ipc1",
+        "whole-mnist",
+    ]
+    assert [r.recipe.name for r in panels[("mnist", 10)]] == ["gm-mnist-ipc10", "whole-mnist"]
+    assert [short_name(Row(load_recipe(n))) for n in ("gtn-gm-mnist-fixed", "whole-mnist")] == [
+        "gtn-gm-fixed",
+        "whole",
+    ]
 
 
 def test_one_renderer_gives_markdown_and_latex():

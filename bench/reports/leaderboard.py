@@ -19,8 +19,10 @@ Holm-Bonferroni correction across them.
 
 Outputs, per leaderboard ``<name>``: ``<name>.md`` and ``<name>.tex`` (the same table through
 one renderer), ``<name>.png`` (reproduced against published, with error bars, one panel per
-method, one colour per dataset), ``grids/<recipe>.png`` (the synthetic images of a run shown,
-copied on ingest; a method's other pictures add ``grids/<recipe>-<picture>.png``) and ``README.md``.
+method, one colour per dataset), ``<name>-cells.png`` (the rows of each cell side by side, where
+a cell has two measured methods; ``bench.reports.plots``), ``grids/<recipe>.png`` (the synthetic
+images of a run shown, copied on ingest; a method's other pictures add
+``grids/<recipe>-<picture>.png``) and ``README.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from bench.core.hashing import atomic_target, write_atomic
+from bench.core.hashing import write_atomic
 from bench.data.synthetic import GRID
 from bench.evaluation.stats import (
     Verdict,
@@ -50,6 +52,7 @@ from bench.reports.ledger import (
     pool_designs,
     read_ledger,
 )
+from bench.reports.plots import plot_cells, plot_reproduced_vs_published
 from bench.run.options import format_sets
 from bench.run.tracking import Tracker
 from bench.spec.recipes import (
@@ -310,63 +313,6 @@ def render_table(rows: list[list[str]], headers: tuple[str, ...], fmt: str) -> s
     return tabulate(rows, headers=headers, tablefmt=formats[fmt], disable_numparse=True)
 
 
-def plot_reproduced_vs_published(rows: list[Row], title: str, path: Path) -> Path | None:
-    """Scatter of reproduced (y) against published (x) accuracy with error bars (±1 std), one
-    panel per method in the table's row order, one colour per dataset, one marker per budget;
-    ``None`` if no row has both numbers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [r for r in rows if r.run is not None and r.recipe.published is not None]
-    if not points:
-        return None
-    # panels in the table's row order (coresets, methods, whole dataset), then by name
-    row = {r.recipe.method: r.recipe.leaderboard_row for r in points}
-    methods = sorted(row, key=lambda m: (row[m], m))
-    datasets = sorted({r.run.dataset_name for r in points})
-    colours = dict(zip(datasets, plt.cm.tab10.colors, strict=False))
-    markers = {"paper": "o", "reduced": "s", "smoke": "^"}
-    fig, axes = plt.subplots(
-        1, len(methods), squeeze=False, figsize=(4.2 * len(methods), 4.2), sharey=True
-    )
-    for ax, method in zip(axes[0], methods, strict=True):
-        ax.plot([0, 100], [0, 100], color="grey", lw=0.8, ls="--", label="reproduced = published")
-        seen = set()
-        for r in (r for r in points if r.recipe.method == method):
-            pub, run = r.recipe.published, r.run
-            label = f"{run.dataset_name} ({run.budget})"
-            ax.errorbar(
-                pub.mean,
-                r.mean,
-                xerr=pub.std or 0.0,
-                yerr=0.0 if r.std is None or math.isnan(r.std) else r.std,
-                fmt=markers.get(run.budget, "x"),
-                color=colours[run.dataset_name],
-                capsize=3,
-                label=None if label in seen else label,
-            )
-            seen.add(label)
-            ipc = "whole" if r.recipe.ipc is None else f"ipc {r.recipe.ipc}"
-            ax.annotate(
-                ipc, (pub.mean, r.mean), fontsize=7, xytext=(4, -8), textcoords="offset points"
-            )
-        ax.set_title(method)
-        ax.set_xlabel("published accuracy (%)")
-        ax.set_xlim(0, 100)
-        ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    axes[0][0].set_ylabel("reproduced accuracy (%)")
-    fig.suptitle(f"{title}: smoke/reduced budgets are not the paper's protocol", fontsize=9)
-    fig.tight_layout()
-    with atomic_target(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def copy_pictures(tracker: Tracker, run: MeasuredRun, folder: Path, name: str) -> list[Path]:
     """Copy the PNG artifacts of the run's first synthetic set to ``folder``: its grid
     (``synthetic_grid.png``) as ``<name>.png``, any other picture a method adds (``<x>.png``, e.g.
@@ -435,7 +381,10 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
                 shown = [r for r in reversed(runs) if r.recipe == row.recipe.name and r.pictures]
             if shown:
                 grids.append((row.recipe.name, shown[0], [out / p for p in shown[0].pictures]))
-        plot = plot_reproduced_vs_published(rows, board, out / f"{board}.png")
+        plots = [
+            plot_reproduced_vs_published(rows, board, out / f"{board}.png"),
+            plot_cells(rows, board, out / f"{board}-cells.png", dataset_names),
+        ]
         measured_recipes = len({row.recipe.name for row in measured})
         alpha = min(r.alpha for r in members)
         markdown = [
@@ -466,8 +415,9 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
                         f"{run.hardware}{pooled}"
                     )
             markdown.append("")
-        if plot:
-            markdown += [f"![reproduced vs published]({plot.name})", ""]
+        for plot, alt in zip(plots, ("reproduced vs published", "per cell"), strict=True):
+            if plot:
+                markdown += [f"![{alt}]({plot.name})", ""]
         if grids:
             markdown += ["## Synthetic sets (first set of the run named)", ""]
             markdown += [
@@ -478,7 +428,7 @@ def write_leaderboards(tracker: Tracker | None, out: Path) -> list[Path]:
         write_atomic(out / f"{board}.md", "\n".join(markdown))
         write_atomic(out / f"{board}.tex", render_table(cells, HEADERS, "latex") + "\n")
         written += [out / f"{board}.md", out / f"{board}.tex"]
-        written += [p for p in [plot] if p]
+        written += [p for p in plots if p]
         index.append(f"| [{board}]({board}.md) | {len(members)} | {measured_recipes} |")
     write_atomic(
         out / "README.md",
