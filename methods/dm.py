@@ -72,6 +72,7 @@ from distillbench_methods.gm import (
     check_data,
     draw_dsa_seeds,
     draw_real_batches,
+    dsa_strategy,
     initial_synthetic_images,
     siamese_pair,
 )
@@ -126,7 +127,7 @@ def mean_embedding_loss(
     real_batches: torch.Tensor,
     images: torch.Tensor,
     ipc: int,
-    strategy: str,
+    strategy: str | None,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Paper Eq. 4 for one network: ``sum_c ||mean embed(A(T_c)) - mean embed(A(S_c))||^2``.
@@ -135,13 +136,14 @@ def mean_embedding_loss(
         net: a network with ``embed`` (``[B, C, H, W]`` -> ``[B, D]``), parameters frozen.
         real_batches: ``[K, batch_real, C, H, W]``, one real batch per class.
         images: the synthetic set ``[K * ipc, C, H, W]``, class-major, requiring grad.
-        strategy: DSA strategy; each class's real and synthetic batch share one transform,
+        strategy: DSA strategy (None: no augmentation; ``gm.dsa_strategy``); each class's
+            real and synthetic batch share one transform,
             seeded by an integer in ``[0, 100000)`` drawn from ``generator`` (the reference's
             clock-driven ``seed``).
     Returns:
         the scalar loss, differentiable in ``images``.
     """
-    augment = strategy not in ("", "none", "None")
+    augment = strategy is not None
     seeds = draw_dsa_seeds(len(real_batches), generator) if augment else None
     loss = torch.zeros((), device=images.device)
     for c, real in enumerate(real_batches):
@@ -214,6 +216,7 @@ def distill(
             "optimizer": optimizer.state_dict(),
         },
     )
+    strategy = dsa_strategy(config)
     for it in loop:
         generator = torch.Generator().manual_seed(STREAMS.seed(seed, "iteration", it))
         net = build_network(
@@ -225,7 +228,7 @@ def distill(
         )
         net = net.to(device).train().requires_grad_(False)
         real_batches = draw_real_batches(real_by_class, config.batch_real, generator)
-        loss = mean_embedding_loss(net, real_batches, images, ipc, config.dsa_strategy, generator)
+        loss = mean_embedding_loss(net, real_batches, images, ipc, strategy, generator)
         loop.check_finite(
             f"matching loss at iteration {it}", loss.item(), hint="lower method.lr_img"
         )

@@ -171,7 +171,8 @@ def siamese_pair(
 
 
 def dsa_strategy(config: GMConfig) -> str | None:
-    """The DSA strategy of ``config`` (a ``DSAConfig``), None for DC's."""
+    """The DSA strategy of ``config`` (a ``DSAConfig`` or ``DMConfig``), None for DC's and
+    for ``"none"``."""
     strategy = getattr(config, "dsa_strategy", None)
     return None if strategy in (None, "", "none", "None") else strategy
 
