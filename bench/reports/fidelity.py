@@ -100,17 +100,26 @@ def write_table(folder: Path = FOLDER) -> Path:
 def last_check(recipe: str, method: str, folder: Path = FOLDER) -> str:
     """What the per-step check of ``method``'s faithful path found, for ``bench list``: the
     record of ``recipe`` itself where there is one, else the family's last by file name; empty
-    where the family has no check."""
+    where the family has no check. Where the faithful side differs and a side
+    ``"faithful; <shim>"`` (the reference given one more shim) agrees bit for bit, the shim is
+    named: it is all that differs."""
     mine = [r for _, r in _records(folder) if r["family"] == method and "faithful" in r["sides"]]
     if not mine:
         return ""
     record = next((r for r in mine if r["recipe"] == recipe), mine[-1])
-    steps = record["sides"]["faithful"]
-    worst = max(s["images_rel_diff"] for s in steps)
-    found = "bit-identical" if worst == 0 else f"differs by {worst:.1e}"
+    worst = {
+        side: max(s["images_rel_diff"] for s in steps) for side, steps in record["sides"].items()
+    }
+    found = "bit-identical" if worst["faithful"] == 0 else f"differs by {worst['faithful']:.1e}"
+    # a side "faithful; <shim>" gives the reference one more shim: where that one agrees, the
+    # shim names all that differs
+    shims = [s.split("; ", 1)[1] for s, w in worst.items() if s.startswith("faithful; ") and w == 0]
+    if worst["faithful"] and shims:
+        found += f" (bit-identical with {shims[0]})"
     where = "" if record["recipe"] == recipe else f" of {record['recipe']}"
     unit = record.get("unit", "outer iterations")
-    return f"checked: {found} over {len(steps)} {unit}{where}"
+    steps = len(record["sides"]["faithful"])
+    return f"checked: {found} over {steps} {unit}{where}"
 
 
 def step_difference(iteration: int, reference: tuple, suite: tuple) -> dict[str, float]:

@@ -51,9 +51,19 @@ SHIMS = [
 ]
 
 
-def reference_distill(ref, experts, images, labels, config, seed, iterations, card):
+def reference_distill(
+    ref, experts, images, labels, config, seed, iterations, card, augment=None, reduction="sum"
+):
     """The reference's iteration (``distill.py`` lines 296-395 at 50dccea) on the suite's draws;
-    yields (loss, images, lr) after each update."""
+    yields (loss, images, lr) after each update. ``ref.utils`` gives ``get_network``,
+    ``DiffAugment`` and ``ParamDiffAug``, ``ref.reparam_module`` the ``ReparamModule``; the
+    EuroSAT work's copy of the loop (``scripts/reference_check/mtt_eurosat.py``) calls its
+    ``DiffAugment`` whatever ``config.dsa`` says (``augment``, default ``config.dsa``) and takes
+    the parameter distances with ``reduction="mean"`` (then also divided by the parameter count,
+    on both sides of the ratio); ``reduction="ratio"`` is a shim that takes the ratio of the two
+    summed distances as the suite does, without the divisions (the same number, other
+    rounding)."""
+    augment = config.dsa if augment is None else augment
     image_syn = images.clone().requires_grad_(True)
     syn_lr = torch.tensor(config.lr_teacher).requires_grad_(True)
     optimizer_img = torch.optim.SGD([image_syn], lr=config.lr_img, momentum=0.5)
@@ -81,15 +91,19 @@ def reference_distill(ref, experts, images, labels, config, seed, iterations, ca
                 indices_chunks = list(torch.split(indices, batch_syn))
             these_indices = indices_chunks.pop()
             x = image_syn[these_indices]
-            if config.dsa:
+            if augment:
                 x = ref.utils.DiffAugment(x, config.dsa_strategy, param=dsa_param)
             x = student_net(x, flat_param=student_params[-1])
             ce_loss = criterion(x, labels[these_indices])
             grad = torch.autograd.grad(ce_loss, student_params[-1], create_graph=True)[0]
             student_params.append(student_params[-1] - syn_lr * grad)
         mse = torch.nn.functional.mse_loss
-        param_loss = mse(student_params[-1], target_params, reduction="sum") / num_params
-        param_dist = mse(starting_params, target_params, reduction="sum") / num_params
+        if reduction == "ratio":
+            param_loss = mse(student_params[-1], target_params, reduction="sum")
+            param_dist = mse(starting_params, target_params, reduction="sum")
+        else:
+            param_loss = mse(student_params[-1], target_params, reduction=reduction) / num_params
+            param_dist = mse(starting_params, target_params, reduction=reduction) / num_params
         grand_loss = param_loss / param_dist
         optimizer_img.zero_grad()
         optimizer_lr.zero_grad()
