@@ -14,6 +14,13 @@ from bench.spec.recipes import (
 )
 
 
+def _published(*names: str) -> dict[str, tuple[float, float]]:
+    """Each recipe's published (mean, std)."""
+    return {
+        name: (load_recipe(name).published.mean, load_recipe(name).published.std) for name in names
+    }
+
+
 def test_every_recipe_validates(capsys):
     assert main(["validate"]) == 0
     count = len(recipe_names())
@@ -36,11 +43,7 @@ def test_every_cell_of_dc_table_1_has_a_recipe_with_the_reference_protocol():
                 assert protocol.augmentation == ("dc" if augmented else "none")
                 assert protocol.epochs == (1000 if augmented else 300)
                 assert (protocol.num_exp, protocol.num_eval) == (5, 20)
-    published = {
-        name: (load_recipe(name).published.mean, load_recipe(name).published.std)
-        for name in ("gm-cifar10-ipc1", "random-cifar10-ipc10", "herding-cifar10-ipc50")
-    }
-    assert published == {
+    assert _published("gm-cifar10-ipc1", "random-cifar10-ipc10", "herding-cifar10-ipc50") == {
         "gm-cifar10-ipc1": (28.3, 0.5),
         "random-cifar10-ipc10": (26.0, 1.2),
         "herding-cifar10-ipc50": (40.4, 0.6),
@@ -229,11 +232,7 @@ def test_dsa_and_dm_recipes_follow_the_reference_readme():
     assert resolve(load_recipe("dm-mnist-ipc1"), "paper", 0).method_config.iterations == 20000
     # the sources' numbers (the recipes' notes): README/KIP for DSA, FTD for DM on CIFAR-10,
     # DANCE's Table 1 for DM on FashionMNIST; none found for DM on SVHN
-    published = {
-        name: (load_recipe(name).published.mean, load_recipe(name).published.std)
-        for name in ("dsa-mnist-ipc1", "dm-cifar10-ipc50", "dm-fashionmnist-ipc10")
-    }
-    assert published == {
+    assert _published("dsa-mnist-ipc1", "dm-cifar10-ipc50", "dm-fashionmnist-ipc10") == {
         "dsa-mnist-ipc1": (88.7, 0.6),
         "dm-cifar10-ipc50": (63.0, 0.4),
         "dm-fashionmnist-ipc10": (83.5, 0.3),
