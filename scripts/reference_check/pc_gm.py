@@ -1,0 +1,193 @@
+"""Differential check of point-cloud gradient matching: the suite's ``pc_gm.distill`` and the
+dd3d reference code's own networks (``MEPytorch``, dense; ``MEConvExp``, sparse), data path
+(``Mnist2D.get_dataset``, ``Mnist2Dreal``, ``Mnist2Dsyn``, ``minkowski_collate_fn``,
+``create_input_batch``) and distance (``distillation_loss.match_loss``), driven iteration by
+iteration from the same initial clouds, the same network weights and the same real digits. Per
+iteration it compares the matching loss (per class) and the clouds after the SGD step.
+
+    python scripts/reference_check/pc_gm.py --reference DIR [--network dense --network sparse]
+        [--iterations 5] [--batch-real 256] [--data-root ../shared/datasets]
+        [--out leaderboards/fidelity]
+
+``--reference`` is a checkout of kghandour/dd3d@d3dc89f; its modules are imported from there,
+unchanged. Both sides need MinkowskiEngine (the reference batches and voxelises with it even for
+its dense network): ``scripts/install_minkowski.sh``. Writes
+``<out>/pc-gm-<network>-<commit>.json`` and rewrites ``leaderboards/fidelity.md``.
+
+Shims (the reference's driver and configuration, not its maths): ``mnist_distill.py``'s
+iteration (L309-368) is re-stated as a driver; ``configs.settings`` (which reads an ini file,
+opens TensorBoard and imports open3d at import time) is replaced by a module holding the few
+values the imported code reads; the clock-seeded initial clouds and ``np.random.permutation``
+picks are the suite's draws; ``MEPytorch``'s hard-coded ``net_depth = 3`` is set to the
+recipe's 2 (the reference edits that line per run); the network's weights are the suite's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+
+import torch
+import torch.nn as nn
+
+from bench.api import load_card, load_real, pick_device, write_record
+from bench.reports.fidelity import check_parser, import_reference, step_difference, write_table
+from distillbench_methods import pc_gm
+
+REFERENCE = "kghandour/dd3d@d3dc89f"
+SHIMS = [
+    "mnist_distill.py's iteration (L309-368) re-stated as a driver (initial clouds, real picks "
+    "and network weights from the suite's seeds)",
+    "configs.settings replaced by a module with num_points, Pyt, device, num_workers and the "
+    "MNIST folder (the original reads an ini file, opens TensorBoard and imports open3d)",
+    "MEPytorch's hard-coded net_depth = 3 set to the recipe's layers (edited per run upstream)",
+]
+RECIPES = {"dense": "pc-gm-mnist-pytorch-2layer", "sparse": "pc-gm-mnist-me-2layer"}
+
+
+def settings_module(data_root) -> types.ModuleType:
+    """The values of ``configs/default.ini`` and ``configs/settings.py`` that the imported
+    reference modules read (``num_points``, ``Pyt``, ``device``, ``num_workers``, the MNIST
+    folder), as a stand-in ``configs.settings`` module (``Pyt``, True for the dense network,
+    is set per network)."""
+    settings = types.ModuleType("configs.settings")
+    settings.num_points = 250
+    settings.device = "cpu"
+    settings.num_workers = 0
+    settings.mnistconfig = {"dataset_dir": str(data_root)}
+    package = types.ModuleType("configs")
+    package.settings = settings
+    sys.modules.update({"configs": package, "configs.settings": settings})
+    return settings
+
+
+def reference_network(ref, network: str, layers: int, suite_net: nn.Module) -> nn.Module:
+    """The reference's network of ``network`` with ``suite_net``'s weights, parameter for
+    parameter in registration order (both register convolutions, norms, then the head)."""
+    if network == "dense":
+        make_layers = ref.models.MEPytorch._make_pytorch_layers
+
+        def with_depth(self, in_channel, out_channel):
+            self.net_depth = layers
+            return make_layers(self, in_channel, out_channel)
+
+        ref.models.MEPytorch._make_pytorch_layers = with_depth
+        net = ref.models.MEPytorch(3, 10)
+    else:
+        net = ref.models.MEConvExp(in_channel=3, out_channel=10)
+    with torch.no_grad():
+        pairs = zip(net.parameters(), suite_net.parameters(), strict=True)
+        for mine, theirs in pairs:
+            mine.copy_(theirs.reshape(mine.shape))
+    return net.train()
+
+
+def reference_distill(ref, net, images_all, pools, start, config, seed, iterations):
+    """The reference's iterations (``mnist_distill.py`` L309-368 at d3dc89f, ``outer_loop`` 1)
+    on the suite's draws; yields (loss per class, clouds after the step) per iteration."""
+    classes, ipc = len(pools), len(start) // len(pools)
+    image_syn = start.clone()
+    optimizer_img = torch.optim.SGD(
+        [image_syn], lr=config.lr_points, momentum=config.momentum_points
+    )
+    criterion = nn.CrossEntropyLoss()
+    net_parameters = list(net.parameters())
+    for it in range(iterations):
+        image_syn.requires_grad_(False)
+        image_syn[image_syn < 0] = 0
+        image_syn[image_syn > 27] = 27
+        image_syn[:, :, 0] = 0
+        image_syn.requires_grad_()
+        generator = torch.Generator().manual_seed(pc_gm.STREAMS.seed(seed, "iteration", it))
+        loss = torch.tensor(0.0)
+        for c, pool in enumerate(pools):
+            pick = pool[torch.randperm(len(pool), generator=generator)[: config.batch_real]]
+            labels = torch.full((len(pick),), c, dtype=torch.long)
+            real = ref.data.Mnist2Dreal(images_all[pick], labels, False)
+            loss_real = torch.tensor(0.0)
+            for batch in ref.data.get_mnist_dataloader(real, len(pick)):
+                output = net(ref.models.create_input_batch(batch, True, "cpu", 1))
+                loss_real += criterion(output, batch["labels"])
+            gw_real = [g.detach().clone() for g in torch.autograd.grad(loss_real, net_parameters)]
+            clouds = image_syn[c * ipc : (c + 1) * ipc]
+            syn = ref.data.Mnist2Dsyn(clouds, torch.full((ipc,), c, dtype=torch.long), False)
+            for batch in ref.data.get_mnist_dataloader(syn, ipc):
+                output = net(ref.models.create_input_batch(batch, True, "cpu", 1))
+                loss_syn = criterion(output, batch["labels"])
+                gw_syn = torch.autograd.grad(loss_syn, net_parameters, create_graph=True)
+            loss += ref.loss.match_loss(gw_syn, gw_real, "modmse", "cpu")  # sum of squares
+        optimizer_img.zero_grad()
+        loss.backward()
+        optimizer_img.step()
+        yield loss.item() / classes, image_syn.detach().clone()
+
+
+def suite_distill(real, config, seed, iterations, device):
+    """``distillbench_methods.pc_gm.distill`` (ipc 1) for ``iterations`` iterations; (loss per
+    class, clouds after the step) of each."""
+    steps = []
+
+    def after_iteration(it, metrics, state):
+        steps.append((metrics["distill/loss"], state()["points"].clone()))
+
+    pc_gm.distill(
+        real, 1, dataclasses.replace(config, iterations=iterations), seed, device,
+        after_iteration=after_iteration,
+    )  # fmt: skip
+    return steps
+
+
+def main() -> None:
+    parser = check_parser(__doc__)
+    parser.add_argument("--network", action="append", choices=sorted(RECIPES))
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--batch-real", type=int, default=256)
+    args = parser.parse_args()
+    device = pick_device("cpu")
+    card = load_card("mnist")
+    settings = settings_module(args.data_root)
+    # utils first, as the reference's configs.settings does: MinkowskiEngine appends its own
+    # folder, which holds a regular package named utils, to sys.path when it is imported
+    ref = import_reference(
+        args.reference, data="utils.Mnist2D", models="models.MEConv", loss="distillation_loss"
+    )
+    # the reference's binary digits, from its own get_dataset (ToTensor, ThresholdTransform)
+    images_all = torch.stack([image for image, _ in ref.data.get_dataset(False)[6]])
+    for network in args.network or ["dense", "sparse"]:
+        settings.Pyt = network == "dense"
+        config = pc_gm.PCGMConfig(network=network, layers=2, batch_real=args.batch_real)
+        real = pc_gm.binarised(load_real(card, args.data_root, "train"), config)
+        same_digits = torch.equal(images_all[:, 0] > 0.5, pc_gm.occupancy(real))
+        pools = [torch.nonzero(real.labels == c).flatten() for c in range(card.num_classes)]
+        start = pc_gm.initial_points(card.num_classes, config.points, args.seed, config.init_span)
+        suite_net = pc_gm.build_network(config, pc_gm.STREAMS.seed(args.seed, "network"))
+        net = reference_network(ref, network, config.layers, suite_net)
+        draws = (images_all, pools, start, config, args.seed, args.iterations)
+        reference = list(reference_distill(ref, net, *draws))
+        suite = suite_distill(real, config, args.seed, args.iterations, device)
+        pairs = enumerate(zip(reference, suite, strict=True))
+        rows = [step_difference(it, r, s) for it, (r, s) in pairs]
+        worst = max(r["images_rel_diff"] for r in rows)
+        print(f"pc-gm {network}: {args.iterations} iterations, worst cloud diff {worst:.2e}")
+        write_record(
+            args.out,
+            f"pc-gm-{network}",
+            device,
+            family="pc-gm",
+            recipe=RECIPES[network],
+            reference=REFERENCE,
+            shims=SHIMS,
+            unit="iterations",
+            ipc=1,
+            iterations=args.iterations,
+            seed=args.seed,
+            batch_real=args.batch_real,
+            binary_digits_identical=same_digits,
+            sides={"faithful": rows},
+        )
+    print(f"wrote {write_table(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
