@@ -680,4 +680,7 @@ def test_list_shows_a_faithful_recipes_last_check(capsys):
     assert "(bit-identical with shim: the reference's ratio unscaled)" in lines["mtt-eurosat-ipc1"]
     assert "checked" not in lines["mtt-eurosat-ipc1-cifar-protocol"]  # a variant of mtt
     assert "checked: bit-identical over 5 outer iterations" in lines["gtn-ift-mnist"]
-    assert "checked" not in lines["pc-gm-mnist-me-2layer-cosine"]  # no check of the family yet
+    # another recipe of the family: the check of the closest name (the same network)
+    assert "over 10 iterations of pc-gm-mnist-pytorch-2layer" in lines["pc-gm-mnist-pytorch-3layer"]
+    assert "checked: bit-identical over 20 outer iterations of gm-mnist-ipc1" in lines["gm-svhn-ipc1"]
+    assert "checked" not in lines["herding-mnist-ipc1"]  # no check of the family yet

@@ -7,9 +7,12 @@ import pytest
 from statsmodels.stats.weightstats import DescrStatsW, ttest_ind, ttost_ind
 
 from bench.evaluation.stats import (
+    OUTCOMES,
     Published,
     Quote,
+    decide,
     power,
+    two_sample_set_test,
     variance_split,
     verdict,
     welch_tests,
@@ -37,6 +40,27 @@ def test_two_sample_tests_agree_with_statsmodels(x1, x2, margin):
     side, value = ("larger", margin) if d > 0 else ("smaller", -margin)
     p_me = ttest_ind(a, b, usevar="unequal", alternative=side, value=value)[1]
     assert p_beyond == pytest.approx(p_me, rel=1e-9)
+
+
+@pytest.mark.parametrize("x1, x2, margin", CASES)
+def test_two_sides_of_sets_are_welch_tests_of_their_set_means(x1, x2, margin):
+    # two networks per set, close together: the set means carry the spread (MSB > MSW), so
+    # each side's standard error is sd(set means) / sqrt(sets), as statsmodels computes it
+    a, b = ([[x - 0.05, x + 0.05] for x in side] for side in (x1, x2))
+    result = two_sample_set_test(a, b, margin)
+    p_tost = ttost_ind(np.array(x1), np.array(x2), -margin, margin, usevar="unequal")[0]
+    _, p_t, df_t = ttest_ind(np.array(x1), np.array(x2), usevar="unequal")
+    assert result["difference"] == pytest.approx(np.mean(x1) - np.mean(x2), rel=1e-12)
+    assert result["p_equivalence"] == pytest.approx(p_tost, rel=1e-9)
+    assert result["p_difference"] == pytest.approx(p_t, rel=1e-9)
+    assert result["df"] == pytest.approx(df_t, rel=1e-9)
+    assert decide(result, 0.05, margin)[0] in OUTCOMES
+
+
+def test_two_sides_need_two_sets_each():
+    result = two_sample_set_test([[90.0, 91.0]], [[90.0], [91.0]], 1.0)
+    assert math.isnan(result["p_equivalence"]) and "two synthetic sets" in result["why"]
+    assert decide(result, 0.05, 1.0)[0] == "inconclusive"
 
 
 @pytest.mark.parametrize("x1, x2, margin", CASES)

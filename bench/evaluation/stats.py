@@ -496,6 +496,41 @@ def set_level_test(sets: Sequence[Sequence[float]], published: Published, margin
     }
 
 
+def two_sample_set_test(
+    sets: Sequence[Sequence[float]], other: Sequence[Sequence[float]], margin: float
+) -> dict:
+    """The tests of the module docstring between two measured sides (e.g. the suite against a
+    reference implementation, each with its own synthetic sets): ``d`` = mean of ``sets`` -
+    mean of ``other``, each side's standard error and degrees of freedom from
+    ``variance_split`` (the synthetic set as the unit), Welch-Satterthwaite for the pair.
+
+    Returns:
+        ``set_level_test``'s dict (``published_se`` is ``other``'s standard error), so that
+        ``interval`` and ``decide`` apply; NaN p-values (``why`` says why) where a side has
+        fewer than two sets or no spread.
+    """
+    sides = [variance_split(sets), variance_split(other)]
+    test = "Welch TOST + t-test + minimal-effect test, set-level on both sides"
+    se1, se2 = sides[0].se, sides[1].se
+    if min(side.sets for side in sides) < 2 or not (se1 > 0 or se2 > 0):
+        why = "each side needs at least two synthetic sets and some spread"
+        return {**_UNTESTED, "se": se1, "published_se": se2, "test": test, "why": why}
+    difference = sides[0].mean - sides[1].mean
+    p_eq, p_diff, p_beyond, df = welch_tests(difference, se1, sides[0].df, se2, sides[1].df, margin)
+    return {
+        "p_equivalence": p_eq,
+        "p_difference": p_diff,
+        "p_minimal_effect": p_beyond,
+        "difference": difference,
+        "se": se1,
+        "published_se": se2,
+        "df": df,
+        "test": test,
+        "assumptions": (),
+        "why": "",
+    }
+
+
 def interval(result: dict, alpha: float) -> tuple[float, float]:
     """The ``1 - 2 alpha`` interval of measured - published from ``set_level_test``'s result
     (NaN where it has no standard error)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -30,9 +31,12 @@ initial synthetic set, the same network weights and the same real batches. Diffe
 outer iteration (or the record's unit): the matching loss (relative) and the synthetic images
 after the update (largest absolute difference relative to the largest pixel), worst over the
 steps compared. 0 means bit-identical; a loss summed over classes in another order differs in its
-last bits (1e-7) even where the images are bit-identical. The shims each check needed are listed
-in its record; what the records do not say, family by family, follows the table
-(`fidelity/notes.md`).
+last bits (1e-7) even where the images are bit-identical. Where a check also compared outcomes,
+the column "outcome, suite - reference" gives the difference of final accuracies in percentage
+points with its 90 % interval, the synthetic sets per side and the verdict machinery's outcome
+at the stated margin (set-level, `bench.evaluation.stats.two_sample_set_test`). The shims each
+check needed are listed in its record; what the records do not say, family by family, follows
+the table (`fidelity/notes.md`).
 """
 
 
@@ -44,6 +48,20 @@ def _worst(steps: list[dict], key: str) -> str:
 
 def _records(folder: Path) -> list[tuple[Path, dict]]:
     return [(path, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+
+
+def _outcome(record: dict, side: str) -> str:
+    """The record's outcome comparison (suite - reference, set-level) on its faithful side's
+    row, or "—" where it has none."""
+    found = record.get("outcome")
+    if not found or side != "faithful":
+        return "—"
+    low, high = found["interval"]
+    return (
+        f"{found['difference']:+.2f} pp [{low:+.2f}, {high:+.2f}], "
+        f"{found['sets_per_side']} + {found['sets_per_side']} sets: {found['outcome']} "
+        f"(±{found['margin']})"
+    )
 
 
 def rows(folder: Path) -> list[list[str]]:
@@ -60,6 +78,7 @@ def rows(folder: Path) -> list[list[str]]:
                     f"{len(steps)} {record.get('unit', 'outer iterations')}",
                     _worst(steps, "loss_rel_diff"),
                     _worst(steps, "images_rel_diff"),
+                    _outcome(record, side),
                     record["commit"][:7],
                     f"[record](fidelity/{path.name})",
                 ]
@@ -82,6 +101,7 @@ def render_table(folder: Path = FOLDER) -> str:
         "steps compared",
         "worst loss diff",
         "worst image diff",
+        "outcome, suite - reference",
         "suite commit",
         "",
     ]
@@ -97,16 +117,25 @@ def write_table(folder: Path = FOLDER) -> Path:
     return target
 
 
+def _overlap(a: str, b: str) -> int:
+    """Characters ``a`` and ``b`` share at the start plus at the end."""
+    return len(os.path.commonprefix([a, b])) + len(os.path.commonprefix([a[::-1], b[::-1]]))
+
+
 def last_check(recipe: str, method: str, folder: Path = FOLDER) -> str:
     """What the per-step check of ``method``'s faithful path found, for ``bench list``: the
-    record of ``recipe`` itself where there is one, else the family's last by file name; empty
-    where the family has no check. Where the faithful side differs and a side
-    ``"faithful; <shim>"`` (the reference given one more shim) agrees bit for bit, the shim is
-    named: it is all that differs."""
+    record of ``recipe`` itself where there is one, else the family's record whose recipe name
+    shares the most with ``recipe`` at both ends (same network, dataset or ipc; the last by file
+    name among equals); empty where the family has no check. Where the faithful side differs
+    and a side ``"faithful; <shim>"`` (the reference given one more shim) agrees bit for bit,
+    the shim is named: it is all that differs."""
     mine = [r for _, r in _records(folder) if r["family"] == method and "faithful" in r["sides"]]
     if not mine:
         return ""
-    record = next((r for r in mine if r["recipe"] == recipe), mine[-1])
+    # the closest name: the latest record among those sharing the most prefix and suffix
+    ranked = enumerate(mine)
+    closest = max(ranked, key=lambda pair: (_overlap(pair[1]["recipe"], recipe), pair[0]))[1]
+    record = next((r for r in mine if r["recipe"] == recipe), closest)
     worst = {
         side: max(s["images_rel_diff"] for s in steps) for side, steps in record["sides"].items()
     }

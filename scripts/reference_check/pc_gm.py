@@ -31,9 +31,14 @@ import types
 import torch
 import torch.nn as nn
 
-from bench.api import load_card, load_real, pick_device, write_record
+from bench.api import derive_seed, load_card, load_real, pick_device, write_record
+from bench.core.seeds import RUNNER_STREAMS
+from bench.evaluation.evaluate import evaluate_synthetic_set
+from bench.evaluation.stats import decide, interval, two_sample_set_test
 from bench.reports.fidelity import check_parser, import_reference, step_difference, write_table
+from bench.spec.recipes import load_recipe, resolve
 from distillbench_methods import pc_gm
+from distillbench_methods.pointclouds import clamp_to_grid
 
 REFERENCE = "kghandour/dd3d@d3dc89f"
 SHIMS = [
@@ -124,18 +129,65 @@ def reference_distill(ref, net, images_all, pools, start, config, seed, iteratio
 
 
 def suite_distill(real, config, seed, iterations, device):
-    """``distillbench_methods.pc_gm.distill`` (ipc 1) for ``iterations`` iterations; (loss per
-    class, clouds after the step) of each."""
+    """``distillbench_methods.pc_gm.distill`` (ipc 1) for ``iterations`` iterations: (loss per
+    class, clouds after the step) of each, and the synthetic set."""
     steps = []
 
     def after_iteration(it, metrics, state):
         steps.append((metrics["distill/loss"], state()["points"].clone()))
 
-    pc_gm.distill(
+    synset = pc_gm.distill(
         real, 1, dataclasses.replace(config, iterations=iterations), seed, device,
         after_iteration=after_iteration,
     )  # fmt: skip
-    return steps
+    return steps, synset
+
+
+def compare_outcomes(ref, images_all, real, test, recipe, args, device) -> dict:
+    """``args.outcome_sets`` synthetic sets per side at the recipe's smoke budget (iterations
+    ``args.outcome_iterations``), set ``i`` distilled from seed ``derive_seed(args.seed, i)`` as
+    the runner derives it, from the same initial clouds, network weights and real picks on both
+    sides, each evaluated by the shared evaluation with the same evaluation seed; the
+    difference suite - reference judged set-level with ``args.margin``."""
+    sides: dict[str, list[list[float]]] = {"reference": [], "suite": []}
+    drift = []
+    for index in range(args.outcome_sets):
+        seed = derive_seed(args.seed, index)
+        options = {"method": {"iterations": str(args.outcome_iterations)}}
+        run = resolve(recipe, "smoke", seed, options)
+        config = run.method_config
+        pools = [torch.nonzero(real.labels == c).flatten() for c in range(real.card.num_classes)]
+        start = pc_gm.initial_points(len(pools), config.points, seed, config.init_span)
+        suite_net = pc_gm.build_network(config, pc_gm.STREAMS.seed(seed, "network"))
+        net = reference_network(ref, config.network, config.layers, suite_net)
+        draws = (images_all, pools, start, config, seed, config.iterations)
+        clouds = clamp_to_grid(list(reference_distill(ref, net, *draws))[-1][1])
+        _, synset = suite_distill(real, config, seed, config.iterations, device)
+        drift.append(float((synset.extras["points"] - clouds).abs().max()))
+        images = pc_gm.projected_images(clouds, real.card, config.pixels)
+        reference_set = dataclasses.replace(synset, images=images, extras={})
+        evaluation_seed = RUNNER_STREAMS.seed(seed, "evaluation")
+        for side, this in (("reference", reference_set), ("suite", synset)):
+            accuracies = evaluate_synthetic_set(this, test, run.eval, evaluation_seed, device)
+            sides[side].append(accuracies[run.eval.models[0]])
+        print(f"set {index}: reference {sides['reference'][-1]}, suite {sides['suite'][-1]}")
+    result = two_sample_set_test(sides["suite"], sides["reference"], args.margin)
+    outcome, reason = decide(result, recipe.alpha, args.margin)
+    low, high = interval(result, recipe.alpha)
+    return {
+        "budget": f"smoke, {args.outcome_iterations} iterations",
+        "sets_per_side": args.outcome_sets,
+        "networks_per_set": run.eval.num_eval,
+        "margin": args.margin,
+        "difference": result["difference"],
+        "interval": [low, high],
+        "p_equivalence": result["p_equivalence"],
+        "p_difference": result["p_difference"],
+        "outcome": outcome,
+        "reason": reason,
+        "worst_final_cloud_diff": max(drift),
+        "sets": sides,
+    }
 
 
 def main() -> None:
@@ -143,6 +195,9 @@ def main() -> None:
     parser.add_argument("--network", action="append", choices=sorted(RECIPES))
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--batch-real", type=int, default=256)
+    parser.add_argument("--outcome-sets", type=int, default=0, help="0: no outcome comparison")
+    parser.add_argument("--outcome-iterations", type=int, default=200)
+    parser.add_argument("--margin", type=float, default=1.0, help="pp, outcome comparison")
     args = parser.parse_args()
     device = pick_device("cpu")
     card = load_card("mnist")
@@ -165,11 +220,17 @@ def main() -> None:
         net = reference_network(ref, network, config.layers, suite_net)
         draws = (images_all, pools, start, config, args.seed, args.iterations)
         reference = list(reference_distill(ref, net, *draws))
-        suite = suite_distill(real, config, args.seed, args.iterations, device)
+        suite, _ = suite_distill(real, config, args.seed, args.iterations, device)
         pairs = enumerate(zip(reference, suite, strict=True))
         rows = [step_difference(it, r, s) for it, (r, s) in pairs]
         worst = max(r["images_rel_diff"] for r in rows)
         print(f"pc-gm {network}: {args.iterations} iterations, worst cloud diff {worst:.2e}")
+        outcome = {}
+        if args.outcome_sets:
+            test = pc_gm.binarised(load_real(card, args.data_root, "test"), config)
+            recipe = load_recipe(RECIPES[network])
+            outcome = compare_outcomes(ref, images_all, real, test, recipe, args, device)
+            print(f"pc-gm {network} outcome: {outcome['outcome']} ({outcome['reason']})")
         write_record(
             args.out,
             f"pc-gm-{network}",
@@ -185,6 +246,7 @@ def main() -> None:
             batch_real=args.batch_real,
             binary_digits_identical=same_digits,
             sides={"faithful": rows},
+            **({"outcome": outcome} if outcome else {}),
         )
     print(f"wrote {write_table(args.out)}")
 
