@@ -481,6 +481,11 @@ def set_level_test(sets: Sequence[Sequence[float]], published: Published, margin
             "why": "no spread in the measurement: its standard error cannot be estimated",
         }
     difference = split.mean - published.mean
+    return _tested(difference, se1, df1, se2, df2, margin, test, tuple(assumptions))
+
+
+def _tested(difference, se1, df1, se2, df2, margin, test, assumptions) -> dict:
+    """``set_level_test``'s dict of ``welch_tests`` on ``difference``."""
     p_eq, p_diff, p_beyond, df = welch_tests(difference, se1, df1, se2, df2, margin)
     return {
         "p_equivalence": p_eq,
@@ -491,7 +496,7 @@ def set_level_test(sets: Sequence[Sequence[float]], published: Published, margin
         "published_se": se2,
         "df": df,
         "test": test,
-        "assumptions": tuple(assumptions),
+        "assumptions": assumptions,
         "why": "",
     }
 
@@ -516,19 +521,7 @@ def two_sample_set_test(
         why = "each side needs at least two synthetic sets and some spread"
         return {**_UNTESTED, "se": se1, "published_se": se2, "test": test, "why": why}
     difference = sides[0].mean - sides[1].mean
-    p_eq, p_diff, p_beyond, df = welch_tests(difference, se1, sides[0].df, se2, sides[1].df, margin)
-    return {
-        "p_equivalence": p_eq,
-        "p_difference": p_diff,
-        "p_minimal_effect": p_beyond,
-        "difference": difference,
-        "se": se1,
-        "published_se": se2,
-        "df": df,
-        "test": test,
-        "assumptions": (),
-        "why": "",
-    }
+    return _tested(difference, se1, sides[0].df, se2, sides[1].df, margin, test, ())
 
 
 def interval(result: dict, alpha: float) -> tuple[float, float]:

@@ -6,8 +6,8 @@ iteration from the same initial clouds, the same network weights and the same re
 iteration it compares the matching loss (per class) and the clouds after the SGD step.
 
     python scripts/reference_check/pc_gm.py --reference DIR [--network dense --network sparse]
-        [--iterations 5] [--batch-real 256] [--data-root ../shared/datasets]
-        [--out leaderboards/fidelity]
+        [--iterations 5] [--batch-real 256] [--outcome-sets 10 [--outcome-iterations N]
+        --margin 1.0] [--data-root ../shared/datasets] [--out leaderboards/fidelity]
 
 ``--reference`` is a checkout of kghandour/dd3d@d3dc89f; its modules are imported from there,
 unchanged. Both sides need MinkowskiEngine (the reference batches and voxelises with it even for
@@ -144,16 +144,18 @@ def suite_distill(real, config, seed, iterations, device):
 
 
 def compare_outcomes(ref, images_all, real, test, recipe, args, device) -> dict:
-    """``args.outcome_sets`` synthetic sets per side at the recipe's smoke budget (iterations
-    ``args.outcome_iterations``), set ``i`` distilled from seed ``derive_seed(args.seed, i)`` as
-    the runner derives it, from the same initial clouds, network weights and real picks on both
-    sides, each evaluated by the shared evaluation with the same evaluation seed; the
-    difference suite - reference judged set-level with ``args.margin``."""
+    """``args.outcome_sets`` synthetic sets per side at the recipe's smoke budget (with
+    ``args.outcome_iterations`` iterations where given), set ``i`` distilled from seed
+    ``derive_seed(args.seed, i)`` as the runner derives it, from the same initial clouds,
+    network weights and real picks on both sides, each evaluated by the shared evaluation with
+    the same evaluation seed; the difference suite - reference judged set-level with
+    ``args.margin``."""
     sides: dict[str, list[list[float]]] = {"reference": [], "suite": []}
     drift = []
     for index in range(args.outcome_sets):
         seed = derive_seed(args.seed, index)
-        options = {"method": {"iterations": str(args.outcome_iterations)}}
+        iterations = args.outcome_iterations
+        options = {"method": {"iterations": str(iterations)}} if iterations else None
         run = resolve(recipe, "smoke", seed, options)
         config = run.method_config
         pools = [torch.nonzero(real.labels == c).flatten() for c in range(real.card.num_classes)]
@@ -175,7 +177,7 @@ def compare_outcomes(ref, images_all, real, test, recipe, args, device) -> dict:
     outcome, reason = decide(result, recipe.alpha, args.margin)
     low, high = interval(result, recipe.alpha)
     return {
-        "budget": f"smoke, {args.outcome_iterations} iterations",
+        "budget": f"smoke, {config.iterations} iterations",
         "sets_per_side": args.outcome_sets,
         "networks_per_set": run.eval.num_eval,
         "margin": args.margin,
@@ -196,7 +198,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--batch-real", type=int, default=256)
     parser.add_argument("--outcome-sets", type=int, default=0, help="0: no outcome comparison")
-    parser.add_argument("--outcome-iterations", type=int, default=200)
+    parser.add_argument("--outcome-iterations", type=int, help="default: the smoke budget's")
     parser.add_argument("--margin", type=float, default=1.0, help="pp, outcome comparison")
     args = parser.parse_args()
     device = pick_device("cpu")
