@@ -682,5 +682,6 @@ def test_list_shows_a_faithful_recipes_last_check(capsys):
     assert "checked: bit-identical over 5 outer iterations" in lines["gtn-ift-mnist"]
     # another recipe of the family: the check of the closest name (the same network)
     assert "over 10 iterations of pc-gm-mnist-pytorch-2layer" in lines["pc-gm-mnist-pytorch-3layer"]
-    assert "checked: bit-identical over 20 outer iterations of gm-mnist-ipc1" in lines["gm-svhn-ipc1"]
+    same_ipc = "checked: bit-identical over 20 outer iterations of gm-mnist-ipc1"
+    assert same_ipc in lines["gm-svhn-ipc1"]
     assert "checked" not in lines["herding-mnist-ipc1"]  # no check of the family yet
