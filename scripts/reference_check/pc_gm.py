@@ -3,7 +3,9 @@ dd3d reference code's own networks (``MEPytorch``, dense; ``MEConvExp``, sparse)
 (``Mnist2D.get_dataset``, ``Mnist2Dreal``, ``Mnist2Dsyn``, ``minkowski_collate_fn``,
 ``create_input_batch``) and distance (``distillation_loss.match_loss``), driven iteration by
 iteration from the same initial clouds, the same network weights and the same real digits. Per
-iteration it compares the matching loss (per class) and the clouds after the SGD step.
+iteration it compares the matching loss (per class) and the clouds after the SGD step; with
+``--outcome-sets`` it then distils that many sets per side at the recipe's smoke budget and
+compares their final accuracies set-level (``compare_outcomes``).
 
     python scripts/reference_check/pc_gm.py --reference DIR [--network dense --network sparse]
         [--iterations 5] [--batch-real 256] [--outcome-sets 10 [--outcome-iterations N]
@@ -71,14 +73,13 @@ def reference_network(ref, network: str, layers: int, suite_net: nn.Module) -> n
     """The reference's network of ``network`` with ``suite_net``'s weights, parameter for
     parameter in registration order (both register convolutions, norms, then the head)."""
     if network == "dense":
-        make_layers = ref.models.MEPytorch._make_pytorch_layers
 
-        def with_depth(self, in_channel, out_channel):
-            self.net_depth = layers
-            return make_layers(self, in_channel, out_channel)
+        class WithDepth(ref.models.MEPytorch):  # the line upstream edits per run
+            def _make_pytorch_layers(self, in_channel, out_channel):
+                self.net_depth = layers
+                return super()._make_pytorch_layers(in_channel, out_channel)
 
-        ref.models.MEPytorch._make_pytorch_layers = with_depth
-        net = ref.models.MEPytorch(3, 10)
+        net = WithDepth(3, 10)
     else:
         net = ref.models.MEConvExp(in_channel=3, out_channel=10)
     with torch.no_grad():
