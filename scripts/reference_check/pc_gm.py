@@ -144,6 +144,24 @@ def suite_distill(real, config, seed, iterations, device):
     return steps, synset
 
 
+def both_sides(ref, images_all, real, config, seed, iterations, device):
+    """Both sides from the same draws of ``seed``: the suite's initial clouds, network weights
+    and real picks, the reference's network given those weights; ``iterations`` iterations each.
+
+    Returns:
+        (reference steps, suite steps, the suite's synthetic set); a step is (loss per class,
+        clouds ``[K, P, 3]`` after the update).
+    """
+    pools = [torch.nonzero(real.labels == c).flatten() for c in range(real.card.num_classes)]
+    start = pc_gm.initial_points(len(pools), config.points, seed, config.init_span)
+    suite_net = pc_gm.build_network(config, pc_gm.STREAMS.seed(seed, "network"))
+    net = reference_network(ref, config.network, config.layers, suite_net)
+    draws = (images_all, pools, start, config, seed, iterations)
+    reference = list(reference_distill(ref, net, *draws))
+    suite, synset = suite_distill(real, config, seed, iterations, device)
+    return reference, suite, synset
+
+
 def compare_outcomes(ref, images_all, real, test, recipe, args, device) -> dict:
     """``args.outcome_sets`` synthetic sets per side at the recipe's smoke budget (with
     ``args.outcome_iterations`` iterations where given), set ``i`` distilled from seed
@@ -159,13 +177,10 @@ def compare_outcomes(ref, images_all, real, test, recipe, args, device) -> dict:
         options = {"method": {"iterations": str(iterations)}} if iterations else None
         run = resolve(recipe, "smoke", seed, options)
         config = run.method_config
-        pools = [torch.nonzero(real.labels == c).flatten() for c in range(real.card.num_classes)]
-        start = pc_gm.initial_points(len(pools), config.points, seed, config.init_span)
-        suite_net = pc_gm.build_network(config, pc_gm.STREAMS.seed(seed, "network"))
-        net = reference_network(ref, config.network, config.layers, suite_net)
-        draws = (images_all, pools, start, config, seed, config.iterations)
-        clouds = clamp_to_grid(list(reference_distill(ref, net, *draws))[-1][1])
-        _, synset = suite_distill(real, config, seed, config.iterations, device)
+        reference, _, synset = both_sides(
+            ref, images_all, real, config, seed, config.iterations, device
+        )
+        clouds = clamp_to_grid(reference[-1][1])
         drift.append(float((synset.extras["points"] - clouds).abs().max()))
         images = pc_gm.projected_images(clouds, real.card, config.pixels)
         reference_set = dataclasses.replace(synset, images=images, extras={})
@@ -217,13 +232,9 @@ def main() -> None:
         config = pc_gm.PCGMConfig(network=network, layers=2, batch_real=args.batch_real)
         real = pc_gm.binarised(load_real(card, args.data_root, "train"), config)
         same_digits = torch.equal(images_all[:, 0] > 0.5, pc_gm.occupancy(real))
-        pools = [torch.nonzero(real.labels == c).flatten() for c in range(card.num_classes)]
-        start = pc_gm.initial_points(card.num_classes, config.points, args.seed, config.init_span)
-        suite_net = pc_gm.build_network(config, pc_gm.STREAMS.seed(args.seed, "network"))
-        net = reference_network(ref, network, config.layers, suite_net)
-        draws = (images_all, pools, start, config, args.seed, args.iterations)
-        reference = list(reference_distill(ref, net, *draws))
-        suite, _ = suite_distill(real, config, args.seed, args.iterations, device)
+        reference, suite, _ = both_sides(
+            ref, images_all, real, config, args.seed, args.iterations, device
+        )
         pairs = enumerate(zip(reference, suite, strict=True))
         rows = [step_difference(it, r, s) for it, (r, s) in pairs]
         worst = max(r["images_rel_diff"] for r in rows)
